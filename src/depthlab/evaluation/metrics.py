@@ -1,0 +1,295 @@
+"""Depth metrics: pure functions ``(pred, gt, valid_mask) -> float``, computed per image.
+
+Definitions follow Marigold's ``src/util/metric.py`` and the KITTI depth devkit, over the pixels
+``P = valid_mask & isfinite(gt) & (gt > 0)`` (``n = |P|``; ``d`` = prediction, ``g`` = ground
+truth, both in the same unit):
+
+===========  ===================================================  ==========
+key          definition                                           unit
+===========  ===================================================  ==========
+abs_rel      mean(|d - g| / g)                                    -
+sq_rel       mean((d - g)^2 / g)                                  unit
+rmse         sqrt(mean((d - g)^2))                                unit
+rmse_log     sqrt(mean((ln d - ln g)^2))                          -
+log10        mean(|log10 d - log10 g|)                            -
+mae          mean(|d - g|)                                        unit
+i_rmse       sqrt(mean((1/d - 1/g)^2))                            1/unit
+i_mae        mean(|1/d - 1/g|)                                    1/unit
+delta1/2/3   mean(max(d/g, g/d) < 1.25^k), k = 1, 2, 3            fraction
+===========  ===================================================  ==========
+
+The log, inverse and ratio metrics need ``d > 0``: the prediction is clamped to at least
+``min_pred`` (default 1e-6 in the input unit) for those metrics only (Marigold and the KITTI
+devkit clip predictions to the dataset's depth range before scoring; the runner does that, see
+:func:`clip_prediction`). Non-finite predictions at scored pixels raise ``ValueError``.
+Averaging over images (per image, then the mean) is done by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from depthlab.inputs import to_numpy
+
+__all__ = [
+    "METRIC_NAMES",
+    "METRICS",
+    "HIGHER_IS_BETTER",
+    "REGIONS",
+    "abs_rel",
+    "sq_rel",
+    "rmse",
+    "rmse_log",
+    "log10",
+    "mae",
+    "i_rmse",
+    "i_mae",
+    "delta1",
+    "delta2",
+    "delta3",
+    "compute_metrics",
+    "region_mask",
+    "clip_prediction",
+    "scored_pixels",
+]
+
+METRIC_NAMES = (
+    "abs_rel",
+    "sq_rel",
+    "rmse",
+    "rmse_log",
+    "log10",
+    "mae",
+    "i_rmse",
+    "i_mae",
+    "delta1",
+    "delta2",
+    "delta3",
+)
+HIGHER_IS_BETTER = frozenset({"delta1", "delta2", "delta3"})
+REGIONS = ("unknown", "known", "all")
+DEFAULT_MIN_PRED = 1e-6
+
+
+def _as_float_array(value: Any, name: str) -> np.ndarray:
+    array = to_numpy(value)
+    if array.ndim == 3 and 1 in (array.shape[0], array.shape[-1]):
+        array = array[0] if array.shape[0] == 1 else array[..., 0]
+    if array.ndim != 2:
+        raise ValueError(f"`{name}` must be [H, W]; got shape {array.shape}")
+    return array.astype(np.float64)
+
+
+def scored_pixels(pred: Any, gt: Any, valid_mask: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return the 1-D ``(pred, gt)`` float64 values at the scored pixels.
+
+    Scored pixels: ``valid_mask`` (all pixels if None) and ``gt`` finite and > 0.
+
+    Raises:
+        ValueError: shape mismatch, no scored pixel, non-finite prediction at a scored pixel.
+    """
+    pred_array = _as_float_array(pred, "pred")
+    gt_array = _as_float_array(gt, "gt")
+    if pred_array.shape != gt_array.shape:
+        raise ValueError(f"`pred` has shape {pred_array.shape} but `gt` has shape {gt_array.shape}")
+    selected = np.isfinite(gt_array) & (gt_array > 0)
+    if valid_mask is not None:
+        mask = to_numpy(valid_mask)
+        if mask.ndim == 3 and 1 in (mask.shape[0], mask.shape[-1]):
+            mask = mask[0] if mask.shape[0] == 1 else mask[..., 0]
+        if mask.shape != gt_array.shape:
+            raise ValueError(
+                f"`valid_mask` has shape {mask.shape} but `gt` has shape {gt_array.shape}"
+            )
+        selected &= mask.astype(bool)
+    if not selected.any():
+        raise ValueError("no valid pixel to score: `valid_mask` & (gt > 0) & isfinite(gt) is empty")
+    pred_values = pred_array[selected]
+    if not np.all(np.isfinite(pred_values)):
+        bad = int((~np.isfinite(pred_values)).sum())
+        raise ValueError(f"`pred` has {bad} non-finite values at scored pixels")
+    return pred_values, gt_array[selected]
+
+
+def _positive(pred_values: np.ndarray, min_pred: float) -> np.ndarray:
+    return np.maximum(pred_values, min_pred)
+
+
+def abs_rel(pred: Any, gt: Any, valid_mask: Any = None) -> float:
+    """Mean absolute relative error ``mean(|d - g| / g)``."""
+    d, g = scored_pixels(pred, gt, valid_mask)
+    return float(np.mean(np.abs(d - g) / g))
+
+
+def sq_rel(pred: Any, gt: Any, valid_mask: Any = None) -> float:
+    """Mean squared relative error ``mean((d - g)^2 / g)`` (depth unit)."""
+    d, g = scored_pixels(pred, gt, valid_mask)
+    return float(np.mean((d - g) ** 2 / g))
+
+
+def rmse(pred: Any, gt: Any, valid_mask: Any = None) -> float:
+    """Root mean squared error (depth unit)."""
+    d, g = scored_pixels(pred, gt, valid_mask)
+    return float(np.sqrt(np.mean((d - g) ** 2)))
+
+
+def rmse_log(
+    pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED
+) -> float:
+    """RMSE of natural logs ``sqrt(mean((ln d - ln g)^2))``."""
+    d, g = scored_pixels(pred, gt, valid_mask)
+    return float(np.sqrt(np.mean((np.log(_positive(d, min_pred)) - np.log(g)) ** 2)))
+
+
+def log10(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
+    """Mean absolute log10 error ``mean(|log10 d - log10 g|)``."""
+    d, g = scored_pixels(pred, gt, valid_mask)
+    return float(np.mean(np.abs(np.log10(_positive(d, min_pred)) - np.log10(g))))
+
+
+def mae(pred: Any, gt: Any, valid_mask: Any = None) -> float:
+    """Mean absolute error (depth unit)."""
+    d, g = scored_pixels(pred, gt, valid_mask)
+    return float(np.mean(np.abs(d - g)))
+
+
+def i_rmse(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
+    """RMSE of inverse depth ``sqrt(mean((1/d - 1/g)^2))`` (1/unit; KITTI reports 1/km)."""
+    d, g = scored_pixels(pred, gt, valid_mask)
+    return float(np.sqrt(np.mean((1.0 / _positive(d, min_pred) - 1.0 / g) ** 2)))
+
+
+def i_mae(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
+    """MAE of inverse depth ``mean(|1/d - 1/g|)`` (1/unit)."""
+    d, g = scored_pixels(pred, gt, valid_mask)
+    return float(np.mean(np.abs(1.0 / _positive(d, min_pred) - 1.0 / g)))
+
+
+def _delta(pred: Any, gt: Any, valid_mask: Any, power: int, min_pred: float) -> float:
+    d, g = scored_pixels(pred, gt, valid_mask)
+    d = _positive(d, min_pred)
+    ratio = np.maximum(d / g, g / d)
+    return float(np.mean(ratio < 1.25**power))
+
+
+def delta1(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
+    """Fraction of pixels with ``max(d/g, g/d) < 1.25``."""
+    return _delta(pred, gt, valid_mask, 1, min_pred)
+
+
+def delta2(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
+    """Fraction of pixels with ``max(d/g, g/d) < 1.25^2``."""
+    return _delta(pred, gt, valid_mask, 2, min_pred)
+
+
+def delta3(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
+    """Fraction of pixels with ``max(d/g, g/d) < 1.25^3``."""
+    return _delta(pred, gt, valid_mask, 3, min_pred)
+
+
+METRICS: dict[str, Callable[..., float]] = {
+    "abs_rel": abs_rel,
+    "sq_rel": sq_rel,
+    "rmse": rmse,
+    "rmse_log": rmse_log,
+    "log10": log10,
+    "mae": mae,
+    "i_rmse": i_rmse,
+    "i_mae": i_mae,
+    "delta1": delta1,
+    "delta2": delta2,
+    "delta3": delta3,
+}
+
+
+def compute_metrics(
+    pred: Any,
+    gt: Any,
+    valid_mask: Any = None,
+    metrics: Sequence[str] | None = None,
+    min_pred: float = DEFAULT_MIN_PRED,
+) -> dict[str, float]:
+    """All (or the named) metrics of one image, as Python floats.
+
+    Args:
+        pred: predicted depth ``[H, W]`` (numpy or torch), same unit as ``gt``.
+        gt: ground-truth depth ``[H, W]``; pixels with ``gt <= 0`` or non-finite are ignored.
+        valid_mask: ``[H, W]`` bool, the pixels to score (see :func:`region_mask`); None = all.
+        metrics: names from :data:`METRIC_NAMES`; None = all, in that order.
+        min_pred: lower clamp of the prediction for log/inverse/delta metrics.
+
+    Returns:
+        ``{name: value}``; also ``n_pixels`` (int as float) = number of scored pixels.
+
+    Raises:
+        ValueError: unknown metric name, shape mismatch, no valid pixel, non-finite prediction.
+    """
+    names = METRIC_NAMES if metrics is None else tuple(metrics)
+    unknown = [name for name in names if name not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; available: {list(METRIC_NAMES)}")
+    d, g = scored_pixels(pred, gt, valid_mask)  # [n], [n]
+    dp = np.maximum(d, min_pred)
+    error = d - g
+    values: dict[str, float] = {}
+    for name in names:
+        if name == "abs_rel":
+            value = np.mean(np.abs(error) / g)
+        elif name == "sq_rel":
+            value = np.mean(error**2 / g)
+        elif name == "rmse":
+            value = np.sqrt(np.mean(error**2))
+        elif name == "rmse_log":
+            value = np.sqrt(np.mean((np.log(dp) - np.log(g)) ** 2))
+        elif name == "log10":
+            value = np.mean(np.abs(np.log10(dp) - np.log10(g)))
+        elif name == "mae":
+            value = np.mean(np.abs(error))
+        elif name == "i_rmse":
+            value = np.sqrt(np.mean((1.0 / dp - 1.0 / g) ** 2))
+        elif name == "i_mae":
+            value = np.mean(np.abs(1.0 / dp - 1.0 / g))
+        else:  # delta1/2/3
+            power = int(name[-1])
+            value = np.mean(np.maximum(dp / g, g / dp) < 1.25**power)
+        values[name] = float(value)
+    values["n_pixels"] = float(d.size)
+    return values
+
+
+def region_mask(valid: Any, known_mask: Any, region: str = "unknown") -> np.ndarray:
+    """Pixels to score: ``unknown`` = valid & ~known (filled by the method), ``known``, or ``all``.
+
+    Args:
+        valid: ``[H, W]`` bool GT validity.
+        known_mask: ``[H, W]`` bool, True where depth was given to the method.
+        region: one of :data:`REGIONS`.
+    """
+    valid_array = to_numpy(valid).astype(bool)
+    known_array = to_numpy(known_mask).astype(bool)
+    if valid_array.shape != known_array.shape:
+        raise ValueError(
+            f"`valid` has shape {valid_array.shape} but `known_mask` has shape {known_array.shape}"
+        )
+    if region == "unknown":
+        return valid_array & ~known_array
+    if region == "known":
+        return valid_array & known_array
+    if region == "all":
+        return valid_array.copy()
+    raise ValueError(f"`region` must be one of {REGIONS}; got {region!r}")
+
+
+def clip_prediction(pred: Any, min_depth: float | None, max_depth: float | None) -> np.ndarray:
+    """Clip a prediction to the evaluation range (as Marigold/KITTI eval do); NaN -> max_depth."""
+    array = _as_float_array(pred, "pred")
+    if min_depth is not None and max_depth is not None and min_depth >= max_depth:
+        raise ValueError(f"`min_depth` ({min_depth}) must be < `max_depth` ({max_depth})")
+    if max_depth is not None:
+        array = np.where(np.isnan(array), max_depth, array)
+    if min_depth is None and max_depth is None:
+        return array
+    return np.clip(array, min_depth, max_depth)
