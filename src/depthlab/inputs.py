@@ -92,18 +92,14 @@ def to_rgb_uint8(image: Any, name: str = "image") -> np.ndarray:
     elif isinstance(image, np.ndarray):
         array = image
     else:
-        raise TypeError(
-            f"`{name}` must be a PIL image, numpy array or torch tensor; got {_describe(image)}"
-        )
+        raise TypeError(f"`{name}` must be a PIL image, numpy array or torch tensor; got {_describe(image)}")
 
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
         raise ValueError(f"`{name}` must be [H, W], [H, W, 1] or [H, W, 3]; got {_describe(image)}")
     if array.shape[2] == 4:
-        raise ValueError(
-            f"`{name}` has an alpha channel ({_describe(image)}); drop or composite it first."
-        )
+        raise ValueError(f"`{name}` has an alpha channel ({_describe(image)}); drop or composite it first.")
     if array.shape[0] < 1 or array.shape[1] < 1:
         raise ValueError(f"`{name}` is empty: {_describe(image)}")
     if array.shape[2] == 1:

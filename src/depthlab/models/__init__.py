@@ -1,0 +1,1 @@
+"""Model components, checkpoint loading and the reference-attention processors (torch)."""
