@@ -290,6 +290,8 @@ def guided(
         sigma_color: colour scale of the affinities in [0, 1] RGB units; None = the RMS colour
             difference of neighbouring pixels at each level.
         prior_weight: weight of the coarse-level data term at finer levels (> 0).
+        first_order_weight: weight of the first-order (membrane) term relative to the
+            curvature term (>= 0).
         coarsest_size: larger side of the coarsest pyramid level, in pixels (>= 4).
         tol: relative residual at which conjugate gradients stop, per level.
         maxiter: maximum conjugate-gradient iterations per level.

@@ -1,0 +1,661 @@
+"""Read and write images, depth maps, masks and pictures of results.
+
+Conventions (stated once, used everywhere):
+
+* **Depth units**: a stored value ``s`` is read as depth ``s / scale``. Integer files (16-bit PNG,
+  integer TIFF) need an explicit ``scale`` (1000 for millimetre PNGs -> metres, 256 for KITTI);
+  float files (.npy, .npz, float TIFF, .pfm, .exr, CSV) default to ``scale=1``. A depth of 0,
+  negative or non-finite means "unknown".
+* **Masks**: ``known_mask`` is boolean, True = depth known. Mask files in the original DepthLab
+  convention (1/white = to fill) are read with ``convention="fill"``.
+* **RGB**: any PIL-readable file becomes ``uint8 [H, W, 3]``; 16-bit images are scaled to 8 bits;
+  an alpha channel is composited onto black (``alpha="composite"``, the default) or dropped
+  (``alpha="drop"``). EXIF orientation is *not* applied, so the image stays pixel-aligned with a
+  depth map stored without one.
+* **Writes** are atomic (a temporary file in the target folder, then ``os.replace``) and refuse
+  to replace an existing file unless ``overwrite=True``.
+
+``.exr`` needs the ``OpenEXR`` package (``pip install OpenEXR``); every other format works with
+the core dependencies.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from depthlab.inputs import resolve_known_mask, to_depth_array
+
+__all__ = [
+    "DEPTH_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "POINT_SUFFIXES",
+    "read_image",
+    "read_depth",
+    "read_points",
+    "read_mask",
+    "write_depth",
+    "write_depth_npy",
+    "write_depth_png16",
+    "write_depth_tiff",
+    "write_pfm",
+    "read_pfm",
+    "write_exr",
+    "read_exr",
+    "write_image",
+    "write_color",
+    "write_panel",
+    "atomic_write",
+]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+DEPTH_SUFFIXES = (".npy", ".npz", ".png", ".tif", ".tiff", ".pfm", ".exr")
+POINT_SUFFIXES = (".csv", ".txt")
+_EXR_HINT = "reading or writing .exr files needs the OpenEXR package: `pip install OpenEXR`"
+_EXR_CHANNELS = ("Z", "depth", "Y", "R")
+
+
+# ----------------------------------------------------------------------------------------------
+# atomic writes
+# ----------------------------------------------------------------------------------------------
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, overwrite: bool = False) -> Path:
+    """Call ``write(tmp_path)`` for a temporary file next to ``path``, then rename it to ``path``.
+
+    The parent folder is created. The temporary file has the same suffix as ``path`` (writers
+    that pick the format from the suffix keep working) and is removed if ``write`` fails.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _check_path(path: str | os.PathLike, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    if path.is_dir():
+        raise ValueError(f"{what} path is a folder, expected a file: {path}")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# RGB images
+# ----------------------------------------------------------------------------------------------
+def _open_image(path: Path, what: str) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+    except Exception as error:
+        raise ValueError(f"cannot read {what} {path}: {error}") from None
+    return image
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale an integer/float channel array to uint8 (16-bit -> /257, float in [0, 1] -> x255)."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.integer):
+        top = 65535.0 if array.max(initial=0) > 255 else 255.0
+        return np.clip(array.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    array = np.nan_to_num(array.astype(np.float64))
+    top = 1.0 if array.max(initial=0) <= 1.0 else float(array.max())
+    return np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def image_to_rgb(image: Image.Image, *, alpha: str = "composite") -> np.ndarray:
+    """Convert a PIL image of any mode to ``uint8 [H, W, 3]`` RGB (see the module conventions)."""
+    if alpha not in ("composite", "drop"):
+        raise ValueError(f"`alpha` must be 'composite' or 'drop'; got {alpha!r}")
+    mode = image.mode
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        gray = _to_uint8(np.asarray(image))
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode in ("RGBA", "LA", "RGBa", "La", "PA"):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
+        rgb = rgba[..., :3]
+        if alpha == "composite":
+            rgb = rgb * (rgba[..., 3:] / 255.0)  # onto black
+        return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+    array = np.asarray(image)
+    if array.ndim == 3 and array.dtype != np.uint8:  # e.g. 48-bit RGB read by PIL as 16-bit
+        return _to_uint8(array[..., :3])
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def read_image(path: str | os.PathLike, *, alpha: str = "composite") -> np.ndarray:
+    """Read an RGB image file as ``uint8 [H, W, 3]``.
+
+    Args:
+        path: any file PIL can read (PNG 8/16-bit, JPEG, TIFF, BMP, WebP, ...).
+        alpha: ``"composite"`` multiplies the colour by alpha (onto black), ``"drop"`` ignores it.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a readable image.
+    """
+    path = _check_path(path, "image")
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            return image_to_rgb(_open_image(path, "image"), alpha=alpha)
+        except ValueError:
+            import tifffile
+
+            array = tifffile.imread(path)
+            if array.ndim == 3 and array.shape[2] == 4:
+                array = array[..., :3]
+            array = _to_uint8(array)
+            return np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array[..., :3]
+    return image_to_rgb(_open_image(path, "image"), alpha=alpha)
+
+
+# ----------------------------------------------------------------------------------------------
+# depth
+# ----------------------------------------------------------------------------------------------
+def _check_scale(scale: float | None) -> float:
+    if scale is None:
+        return 1.0
+    scale = float(scale)
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"`scale` (--depth-scale) must be a positive number; got {scale!r}")
+    return scale
+
+
+def _single_channel(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise ValueError(
+            f"depth file {path} holds an array of shape {array.shape}; expected a single-channel "
+            "[H, W] map (a colourised depth picture cannot be read back as depth)"
+        )
+    return array
+
+
+def read_depth(
+    path: str | os.PathLike,
+    *,
+    scale: float | None = None,
+    key: str | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Read a depth map as float32 ``[H, W]`` in ``stored value / scale`` units.
+
+    Supported: ``.npy``; ``.npz`` (array ``key``, or the only array); 8/16-bit ``.png`` and
+    integer ``.tif`` (``scale`` required); float ``.tif``/``.tiff``; ``.pfm``; ``.exr`` (needs
+    ``OpenEXR``); ``.csv``/``.txt`` point lists (see :func:`read_points`, needs ``image_size``).
+
+    Args:
+        path: the file.
+        scale: divisor applied to stored values; required for integer formats (e.g. 1000 for
+            millimetres -> metres, 256 for KITTI), default 1 for float formats.
+        key: array name inside an ``.npz``.
+        image_size: ``(H, W)`` for point lists.
+
+    Raises:
+        FileNotFoundError, ValueError (unsupported suffix, missing scale, bad content).
+    """
+    path = _check_path(path, "depth")
+    suffix = path.suffix.lower()
+    if suffix in POINT_SUFFIXES:
+        if image_size is None:
+            raise ValueError(f"reading points from {path} needs the image size (H, W)")
+        return read_points(path, image_size, scale=scale)
+    if suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except Exception as error:
+            raise ValueError(f"cannot read depth {path}: {error}") from None
+    elif suffix == ".npz":
+        array = _read_npz(path, key)
+    elif suffix == ".png":
+        array = np.asarray(_open_image(path, "depth"))
+        if array.ndim == 3:
+            raise ValueError(
+                f"depth PNG {path} has {array.shape[2]} channels; expected a single-channel 8/16-bit "
+                "PNG (a colourised depth picture cannot be read back as depth)"
+            )
+        if scale is None:
+            raise ValueError(
+                f"depth PNG {path} stores integers: give the scale (--depth-scale), e.g. 1000 for "
+                "millimetres -> metres or 256 for KITTI"
+            )
+    elif suffix in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            array = tifffile.imread(path)
+        except Exception as error:
+            raise ValueError(f"cannot read depth {path}: {error}") from None
+        if np.issubdtype(array.dtype, np.integer) and scale is None:
+            raise ValueError(
+                f"depth TIFF {path} stores integers ({array.dtype}): give the scale (--depth-scale)"
+            )
+    elif suffix == ".pfm":
+        array = read_pfm(path)
+    elif suffix == ".exr":
+        array = read_exr(path)
+    else:
+        raise ValueError(
+            f"unsupported depth file {path}: suffix {suffix!r} is not one of "
+            f"{', '.join(DEPTH_SUFFIXES + POINT_SUFFIXES)}"
+        )
+    array = _single_channel(np.asarray(array), path)
+    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"depth file {path} holds {array.dtype} values; expected numbers")
+    depth = array.astype(np.float64) / _check_scale(scale)
+    return depth.astype(np.float32)
+
+
+def _read_npz(path: Path, key: str | None) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            if key is None:
+                if len(names) != 1:
+                    raise ValueError(
+                        f"{path} holds several arrays ({', '.join(names)}); name one with `key` "
+                        "(CLI: --depth-key)"
+                    )
+                key = names[0]
+            if key not in names:
+                raise ValueError(f"{path} has no array {key!r}; it holds {', '.join(names)}")
+            return archive[key]
+    except ValueError:
+        raise
+    except Exception as error:
+        raise ValueError(f"cannot read {path}: {error}") from None
+
+
+def read_points(
+    path: str | os.PathLike, image_size: tuple[int, int], *, scale: float | None = None
+) -> np.ndarray:
+    """Rasterise a CSV/TXT list of ``u,v,depth`` points into a float32 ``[H, W]`` map (0 = unknown).
+
+    One point per line; columns separated by commas, semicolons, tabs or spaces; an optional
+    header line (``u,v,depth``) and ``#`` comments are skipped. ``u`` is the column (x), ``v`` the
+    row (y), in pixels, rounded to the nearest pixel. Points outside the image or with a depth
+    that is not > 0 are an error. When several points land on one pixel the nearest (smallest
+    depth) is kept. Depth = value / ``scale`` (default 1).
+    """
+    path = _check_path(path, "points")
+    height, width = (int(v) for v in image_size)
+    scale = _check_scale(scale)
+    rows: list[tuple[float, float, float]] = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            fields = [f for f in re.split(r"[,;\s]+", text) if f]
+            try:
+                u, v, d = (float(f) for f in fields[:3])
+                if len(fields) < 3:
+                    raise ValueError
+            except ValueError:
+                if not rows and line_no == 1 or not rows and not any(c.isdigit() for c in text):
+                    continue  # header
+                raise ValueError(
+                    f"{path} line {line_no}: expected 'u,v,depth' numbers; got {text!r}"
+                ) from None
+            rows.append((u, v, d))
+    if not rows:
+        raise ValueError(f"{path} holds no 'u,v,depth' points")
+    points = np.asarray(rows, dtype=np.float64)
+    cols = np.rint(points[:, 0]).astype(np.int64)
+    rws = np.rint(points[:, 1]).astype(np.int64)
+    values = points[:, 2] / scale
+    outside = (cols < 0) | (cols >= width) | (rws < 0) | (rws >= height)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise ValueError(
+            f"{path}: {int(outside.sum())} points fall outside the {width}x{height} image, e.g. "
+            f"u={points[i, 0]:g}, v={points[i, 1]:g}"
+        )
+    bad = ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        raise ValueError(f"{path}: {int(bad.sum())} points have a depth that is not > 0")
+    depth = np.zeros((height, width), np.float64)
+    order = np.argsort(-values)  # far first, so the nearest point on a pixel is written last
+    depth[rws[order], cols[order]] = values[order]
+    return depth.astype(np.float32)
+
+
+def read_pfm(path: str | os.PathLike) -> np.ndarray:
+    """Read a Portable Float Map as float32 ``[H, W]`` (``Pf``) or ``[H, W, 3]`` (``PF``).
+
+    The header is ``Pf``/``PF``, ``width height``, and a scale whose sign gives the byte order
+    (negative = little endian); rows are stored bottom to top.
+    """
+    path = _check_path(path, "PFM")
+    with open(path, "rb") as handle:
+        tokens: list[bytes] = []
+        while len(tokens) < 4:
+            line = handle.readline()
+            if not line:
+                raise ValueError(f"{path} is not a PFM file: header is incomplete")
+            tokens += line.split(b"#", 1)[0].split()
+        kind = tokens[0]
+        if kind not in (b"Pf", b"PF"):
+            raise ValueError(f"{path} is not a PFM file: starts with {kind[:8]!r}")
+        try:
+            width, height, scale = int(tokens[1]), int(tokens[2]), float(tokens[3])
+        except ValueError:
+            raise ValueError(f"{path}: malformed PFM header {b' '.join(tokens[:4])!r}") from None
+        channels = 3 if kind == b"PF" else 1
+        dtype = np.dtype("<f4" if scale < 0 else ">f4")
+        data = np.frombuffer(handle.read(), dtype=dtype)
+    expected = width * height * channels
+    if data.size < expected:
+        raise ValueError(f"{path}: PFM data has {data.size} values, header says {expected}")
+    array = data[:expected].reshape(height, width, channels)[::-1]
+    array = array[..., 0] if channels == 1 else array
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _write_pfm_file(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        handle.write(f"Pf\n{array.shape[1]} {array.shape[0]}\n-1.0\n".encode("ascii"))
+        handle.write(np.ascontiguousarray(array[::-1], dtype="<f4").tobytes())
+
+
+def write_pfm(path: str | os.PathLike, depth: Any, *, overwrite: bool = False) -> Path:
+    """Write ``[H, W]`` depth as a little-endian grayscale PFM (float32)."""
+    array = to_depth_array(depth)
+    return atomic_write(path, lambda tmp: _write_pfm_file(tmp, array), overwrite=overwrite)
+
+
+def _openexr() -> Any:
+    try:
+        import OpenEXR
+    except ImportError:
+        raise ValueError(_EXR_HINT) from None
+    return OpenEXR
+
+
+def read_exr(path: str | os.PathLike) -> np.ndarray:
+    """Read the depth channel of an OpenEXR file (``Z``, ``depth``, ``Y``, ``R`` or the only one)."""
+    openexr = _openexr()
+    path = _check_path(path, "EXR")
+    try:
+        with openexr.File(str(path)) as handle:
+            channels = {name: np.asarray(ch.pixels) for name, ch in handle.channels().items()}
+    except Exception as error:
+        raise ValueError(f"cannot read EXR {path}: {error}") from None
+    for name in _EXR_CHANNELS:
+        if name in channels:
+            return channels[name].astype(np.float32)
+    if len(channels) == 1:
+        array = next(iter(channels.values()))
+        return array.astype(np.float32)
+    raise ValueError(
+        f"{path}: cannot tell which EXR channel is depth; it has {', '.join(sorted(channels))} "
+        f"(expected one of {', '.join(_EXR_CHANNELS)})"
+    )
+
+
+def write_exr(path: str | os.PathLike, depth: Any, *, overwrite: bool = False) -> Path:
+    """Write ``[H, W]`` depth as a float32 OpenEXR file with one channel ``Z`` (ZIP compressed)."""
+    openexr = _openexr()
+    array = np.ascontiguousarray(to_depth_array(depth))
+    header = {"compression": openexr.ZIP_COMPRESSION, "type": openexr.scanlineimage}
+
+    def write(tmp: Path) -> None:
+        with openexr.File(header, {"Z": array}) as handle:
+            handle.write(str(tmp))
+
+    return atomic_write(path, write, overwrite=overwrite)
+
+
+# ----------------------------------------------------------------------------------------------
+# masks
+# ----------------------------------------------------------------------------------------------
+def read_mask(
+    source: Any, *, convention: str = "known", shape: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Read a mask file or array and return ``known_mask`` (bool ``[H, W]``, True = known).
+
+    Args:
+        source: a path (image file: white/non-zero = 1; ``.npy``/``.npz``: bool or 0/1 array) or
+            an array/PIL image.
+        convention: what 1/True/white means in ``source``: ``"known"`` (depthlab: depth is
+            known) or ``"fill"`` (original DepthLab: pixel is to be filled).
+        shape: expected ``(H, W)``; a different size is an error.
+
+    Image files: a mask whose values are only 0 and 1 is used as is; otherwise a pixel is 1 when
+    it is above half of the range (> 127 for 8-bit, > 32767 for 16-bit).
+    """
+    if convention not in ("known", "fill"):
+        raise ValueError(f"`convention` (--mask-convention) must be 'known' or 'fill'; got {convention!r}")
+    name = "mask"
+    if isinstance(source, (str, os.PathLike)):
+        path = _check_path(source, "mask")
+        name = str(path)
+        suffix = path.suffix.lower()
+        if suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            array = _read_npz(path, None)
+        else:
+            image = _open_image(path, "mask")
+            array = np.asarray(image.convert("L") if image.mode in ("RGB", "RGBA", "P", "LA") else image)
+            array = _binarise_image(array)
+    elif isinstance(source, Image.Image):
+        array = _binarise_image(np.asarray(source.convert("L") if source.mode != "1" else source))
+    else:
+        array = source
+    mask = resolve_known_mask(array, None, name=f"mask ({name})")
+    if convention == "fill":
+        mask = ~mask
+    if shape is not None and mask.shape != tuple(shape):
+        raise ValueError(f"mask {name} has size {mask.shape} (H, W); expected {tuple(shape)}")
+    return mask
+
+
+def _binarise_image(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.bool_:
+        return array
+    if np.all(np.isin(np.unique(array), (0, 1))):
+        return array.astype(bool)
+    top = 65535 if array.dtype == np.uint16 or array.max(initial=0) > 255 else 255
+    return array > top / 2
+
+
+# ----------------------------------------------------------------------------------------------
+# writers
+# ----------------------------------------------------------------------------------------------
+def write_depth_npy(path: str | os.PathLike, depth: Any, *, overwrite: bool = False) -> Path:
+    """Write ``[H, W]`` depth as float32 ``.npy`` (units unchanged)."""
+    array = to_depth_array(depth)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array)
+
+    return atomic_write(path, write, overwrite=overwrite)
+
+
+def write_depth_png16(
+    path: str | os.PathLike, depth: Any, scale: float, *, overwrite: bool = False
+) -> Path:
+    """Write depth as a 16-bit PNG storing ``round(depth * scale)``; non-finite/<= 0 -> 0.
+
+    Raises:
+        ValueError: a value would exceed 65535 (the message gives the largest scale that fits).
+    """
+    scale = _check_scale(scale)
+    array = to_depth_array(depth).astype(np.float64)
+    valid = np.isfinite(array) & (array > 0)
+    stored = np.where(valid, np.rint(array * scale), 0.0)
+    top = float(stored.max(initial=0))
+    if top > 65535:
+        largest = float(array[valid].max())
+        raise ValueError(
+            f"depth up to {largest:g} at scale {scale:g} overflows a 16-bit PNG (max 65535); "
+            f"use a scale of at most {65535 / largest:.6g} or write .npy"
+        )
+    image = Image.fromarray(stored.astype(np.uint16))
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), overwrite=overwrite)
+
+
+def write_depth_tiff(path: str | os.PathLike, depth: Any, *, overwrite: bool = False) -> Path:
+    """Write ``[H, W]`` depth as a float32 TIFF."""
+    import tifffile
+
+    array = to_depth_array(depth)
+    return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, array), overwrite=overwrite)
+
+
+def write_depth(
+    path: str | os.PathLike, depth: Any, *, scale: float | None = None, overwrite: bool = False
+) -> Path:
+    """Write depth in the format given by the suffix.
+
+    Suffixes: ``.npy``, ``.png`` (16-bit, needs ``scale``), ``.tif``/``.tiff`` (float32),
+    ``.pfm``, ``.exr`` (needs OpenEXR).
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npy":
+        return write_depth_npy(path, depth, overwrite=overwrite)
+    if suffix == ".png":
+        if scale is None:
+            raise ValueError(f"writing 16-bit PNG depth {path} needs a scale (e.g. 1000 for mm)")
+        return write_depth_png16(path, depth, scale, overwrite=overwrite)
+    if suffix in (".tif", ".tiff"):
+        return write_depth_tiff(path, depth, overwrite=overwrite)
+    if suffix == ".pfm":
+        return write_pfm(path, depth, overwrite=overwrite)
+    if suffix == ".exr":
+        return write_exr(path, depth, overwrite=overwrite)
+    raise ValueError(f"cannot write depth to {path}: suffix {suffix!r} is not .npy, .png, .tif, .pfm or .exr")
+
+
+def write_image(path: str | os.PathLike, rgb: np.ndarray, *, overwrite: bool = False) -> Path:
+    """Write a ``uint8 [H, W, 3]`` picture (format from the suffix, e.g. .png, .jpg)."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"`rgb` must be uint8 [H, W, 3]; got {rgb.dtype} {rgb.shape}")
+    image = Image.fromarray(rgb)
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot write an image to {path}: unknown suffix")
+    return atomic_write(path, lambda tmp: image.save(tmp, format=fmt), overwrite=overwrite)
+
+
+def write_color(
+    path: str | os.PathLike,
+    depth: Any,
+    *,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cmap: str = "Spectral",
+    colorbar: bool = False,
+    unit: str = "",
+    overwrite: bool = False,
+) -> Path:
+    """Write a colourised depth PNG (fixed range ``vmin``/``vmax`` or per-image percentiles).
+
+    With ``colorbar=True`` a labelled colour bar (``unit`` under it) is appended on the right.
+    """
+    from depthlab import visualize
+
+    array = to_depth_array(depth)
+    if vmin is None or vmax is None:
+        lo, hi = visualize.depth_range(array)
+        vmin = lo if vmin is None else vmin
+        vmax = hi if vmax is None else vmax
+    rgb = visualize.colorize(array, vmin=vmin, vmax=vmax, cmap=cmap)
+    if colorbar:
+        rgb = visualize.add_colorbar(rgb, vmin, vmax, cmap=cmap, label=unit)
+    return write_image(path, rgb, overwrite=overwrite)
+
+
+def write_panel(
+    path: str | os.PathLike,
+    rgb: np.ndarray,
+    input_depth: Any,
+    known_mask: Any,
+    completed: Any,
+    *,
+    gt: Any = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cmap: str = "Spectral",
+    overwrite: bool = False,
+) -> Path:
+    """Write a side-by-side panel: RGB | input depth (holes marked) | completed [| |error| vs ``gt``]."""
+    from depthlab import visualize
+
+    completed = to_depth_array(completed, "completed")
+    error = None
+    if gt is not None:
+        error = visualize.error_map(completed, to_depth_array(gt, "gt"))
+    picture = visualize.panel(
+        np.asarray(rgb, np.uint8),
+        to_depth_array(input_depth, "input_depth"),
+        resolve_known_mask(known_mask, None),
+        completed,
+        error=error,
+        vmin=vmin,
+        vmax=vmax,
+        cmap=cmap,
+    )
+    return write_image(path, picture, overwrite=overwrite)
+
+
+# kept for callers that want to read a CSV manifest with the same rules as the CLI
+def read_manifest(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Read a CSV manifest with a header line.
+
+    Columns: ``image`` (required), ``depth``, ``mask``, ``points`` and ``out`` (optional).
+
+    Relative paths are resolved against the manifest's folder.
+    """
+    path = _check_path(path, "manifest")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or "image" not in reader.fieldnames:
+            raise ValueError(f"manifest {path} needs a header line with at least an 'image' column")
+        rows = []
+        for row in reader:
+            entry = {}
+            for k, v in row.items():
+                if k is None or v is None or not v.strip():
+                    continue
+                k = k.strip()
+                v = v.strip()
+                if k in ("image", "depth", "mask", "points") and not os.path.isabs(v):
+                    v = str(path.parent / v)
+                entry[k] = v
+            if entry.get("image"):
+                rows.append(entry)
+    return rows
