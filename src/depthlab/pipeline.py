@@ -893,9 +893,13 @@ def _load_text_encoder(folder: Path, dtype: torch.dtype = torch.float32) -> tupl
 
     config = CLIPTextConfig.from_pretrained(folder / "text_encoder")
     model = build_from_config(CLIPTextModel, config)
+    state = load_component_weights(folder / "text_encoder")
+    if not any(key.startswith("text_model.") for key in model.state_dict()):
+        # transformers >= 5 keeps the text transformer at the top level of CLIPTextModel.
+        state = {key.removeprefix("text_model."): value for key, value in state.items()}
     load_strict(
         model,
-        load_component_weights(folder / "text_encoder"),
+        state,
         f"text encoder in {str(folder)!r}",
         dtype=dtype,
     )
