@@ -94,7 +94,8 @@ def render() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x, y, z = points[..., 0], points[..., 1], points[..., 2]
     colour = np.zeros_like(points)
     checker = ((np.floor(x / 0.5) + np.floor(z / 0.5)) % 2)[..., None]
-    colour[surface == 0] = (checker * np.array([0.75, 0.6, 0.4]) + (1 - checker) * np.array([0.35, 0.25, 0.2]))[surface == 0]
+    floor_colour = checker * np.array([0.75, 0.6, 0.4]) + (1 - checker) * np.array([0.35, 0.25, 0.2])
+    colour[surface == 0] = floor_colour[surface == 0]
     stripes = ((np.floor(x / 0.3) % 2) * 0.25 + 0.6)[..., None]
     colour[surface == 1] = (stripes * np.array([0.55, 0.7, 0.85]))[surface == 1]
     bands = ((np.floor(y / 0.4) % 2) * 0.2 + 0.6)[..., None]
@@ -105,7 +106,7 @@ def render() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     colour[surface == 5] = (box_checker * np.array([0.2, 0.5, 0.25]) + 0.25)[surface == 5]
     latitude = ((np.floor((points[..., 1] - ball_centre[1]) / 0.12) % 2) * 0.4 + 0.5)[..., None]
     colour[ball] = (latitude * np.array([0.9, 0.3, 0.2]))[ball]
-    shade = 0.35 + 0.65 * np.clip(normals @ -(-LIGHT), 0.0, 1.0)
+    shade = 0.35 + 0.65 * np.clip(normals @ LIGHT, 0.0, 1.0)
     rgb = np.clip(colour * shade[..., None], 0, 1)
     rgb = (rgb * 255 + 0.5).astype(np.uint8)
 
@@ -135,7 +136,7 @@ def main() -> None:
     Image.fromarray(depth_mm).save(out / "depth_gt.png", optimize=True)
     Image.fromarray(np.where(known, depth_mm, 0).astype(np.uint16)).save(out / "depth.png", optimize=True)
     Image.fromarray((known * 255).astype(np.uint8)).save(out / "mask.png", optimize=True)
-    print(f"wrote {out}: {known.mean():.1%} of the pixels known, depth {depth.min():.2f}-{depth.max():.2f} m")
+    print(f"wrote {out}: {known.mean():.1%} of the pixels known, depth {depth.min():.2f}-{depth.max():.2f} m")  # noqa: T201
 
 
 if __name__ == "__main__":
