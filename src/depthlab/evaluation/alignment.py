@@ -62,9 +62,7 @@ def _fit_values(x: Any, y: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:
     if mask is not None:
         mask_array = to_numpy(mask).astype(bool)
         if mask_array.shape != x_array.shape:
-            raise ValueError(
-                f"`mask` has shape {mask_array.shape} but `x` has shape {x_array.shape}"
-            )
+            raise ValueError(f"`mask` has shape {mask_array.shape} but `x` has shape {x_array.shape}")
         selected &= mask_array
     return x_array[selected], y_array[selected]
 
@@ -197,9 +195,7 @@ def align_depth(
     pred = to_numpy(prediction).astype(np.float64)
     target = to_numpy(target_depth).astype(np.float64)
     if pred.shape != target.shape:
-        raise ValueError(
-            f"`prediction` has shape {pred.shape} but `target_depth` has {target.shape}"
-        )
+        raise ValueError(f"`prediction` has shape {pred.shape} but `target_depth` has {target.shape}")
     fit_mask = to_numpy(mask).astype(bool) & np.isfinite(target) & (target > 0)
     if not fit_mask.any():
         raise ValueError("`mask` selects no pixel with positive, finite target depth")

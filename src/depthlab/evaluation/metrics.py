@@ -101,9 +101,7 @@ def scored_pixels(pred: Any, gt: Any, valid_mask: Any = None) -> tuple[np.ndarra
         if mask.ndim == 3 and 1 in (mask.shape[0], mask.shape[-1]):
             mask = mask[0] if mask.shape[0] == 1 else mask[..., 0]
         if mask.shape != gt_array.shape:
-            raise ValueError(
-                f"`valid_mask` has shape {mask.shape} but `gt` has shape {gt_array.shape}"
-            )
+            raise ValueError(f"`valid_mask` has shape {mask.shape} but `gt` has shape {gt_array.shape}")
         selected &= mask.astype(bool)
     if not selected.any():
         raise ValueError("no valid pixel to score: `valid_mask` & (gt > 0) & isfinite(gt) is empty")
@@ -136,9 +134,7 @@ def rmse(pred: Any, gt: Any, valid_mask: Any = None) -> float:
     return float(np.sqrt(np.mean((d - g) ** 2)))
 
 
-def rmse_log(
-    pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED
-) -> float:
+def rmse_log(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
     """RMSE of natural logs ``sqrt(mean((ln d - ln g)^2))``."""
     d, g = scored_pixels(pred, gt, valid_mask)
     return float(np.sqrt(np.mean((np.log(_positive(d, min_pred)) - np.log(g)) ** 2)))
