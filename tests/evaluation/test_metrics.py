@@ -11,9 +11,7 @@ def reference_metrics(pred, gt, mask):
     """Independent pixel-by-pixel implementation in plain Python (KITTI devkit / Marigold defs)."""
     pairs = [
         (float(p), float(g))
-        for p, g, m in zip(
-            pred.ravel().tolist(), gt.ravel().tolist(), mask.ravel().tolist(), strict=True
-        )
+        for p, g, m in zip(pred.ravel().tolist(), gt.ravel().tolist(), mask.ravel().tolist(), strict=True)
         if m and g > 0 and math.isfinite(g)
     ]
     n = len(pairs)
@@ -52,9 +50,7 @@ def test_compute_metrics_matches_reference(arrays):
     for name in metrics.METRIC_NAMES:
         assert got[name] == pytest.approx(expected[name], abs=1e-6, rel=1e-9), name
         assert isinstance(got[name], float)
-    assert got["n_pixels"] == sum(
-        1 for g, m in zip(gt.ravel(), mask.ravel(), strict=True) if m and g > 0
-    )
+    assert got["n_pixels"] == sum(1 for g, m in zip(gt.ravel(), mask.ravel(), strict=True) if m and g > 0)
 
 
 def test_individual_functions_match_compute_metrics(arrays):
@@ -66,9 +62,7 @@ def test_individual_functions_match_compute_metrics(arrays):
 
 def test_torch_inputs_and_float32(arrays):
     pred, gt, mask = arrays
-    got = metrics.compute_metrics(
-        torch.from_numpy(pred), torch.from_numpy(gt), torch.from_numpy(mask)
-    )
+    got = metrics.compute_metrics(torch.from_numpy(pred), torch.from_numpy(gt), torch.from_numpy(mask))
     expected = metrics.compute_metrics(pred, gt, mask)
     for name in metrics.METRIC_NAMES:
         assert got[name] == pytest.approx(expected[name], abs=1e-12)
@@ -128,7 +122,5 @@ def test_region_mask():
 
 def test_clip_prediction():
     pred = np.array([[0.0, 5.0], [np.nan, 100.0]])
-    np.testing.assert_array_equal(
-        metrics.clip_prediction(pred, 1e-3, 10.0), [[1e-3, 5.0], [10.0, 10.0]]
-    )
+    np.testing.assert_array_equal(metrics.clip_prediction(pred, 1e-3, 10.0), [[1e-3, 5.0], [10.0, 10.0]])
     np.testing.assert_array_equal(metrics.clip_prediction(pred[:1], None, None), pred[:1])

@@ -113,8 +113,11 @@ class EvalConfig:
     clip_predictions: bool = True
     title: str = "depthlab evaluation"
 
-    def validate(self) -> EvalConfig:
-        """Check every field; raise ``ValueError`` naming the bad one."""
+    def validate(self, custom_methods: Sequence[str] = ()) -> EvalConfig:
+        """Check every field; raise ``ValueError`` naming the bad one.
+
+        ``custom_methods``: extra method names accepted (callables given to :func:`run_evaluation`).
+        """
         if not self.datasets:
             raise ValueError("no dataset given: set `dataset` and `root` (or `datasets:` in the config)")
         for entry in self.datasets:
@@ -127,7 +130,8 @@ class EvalConfig:
         if not self.methods:
             raise ValueError("no method given (e.g. --method guided)")
         for method in self.methods:
-            _check_method_name(method)
+            if method not in custom_methods:
+                _check_method_name(method)
         for region in [*self.regions, self.table_region]:
             if region not in REGIONS:
                 raise ValueError(f"region must be one of {REGIONS}; got {region!r}")
@@ -468,7 +472,7 @@ def run_evaluation(
 
     from depthlab.data import get_dataset
 
-    config.validate()
+    config.validate(custom_methods=tuple(methods or ()))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
