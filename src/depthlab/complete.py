@@ -78,9 +78,14 @@ def resolve_method(
     if paths is None:
         where = f"{str(checkpoints)!r}, " if checkpoints else ""
         if method == "depthlab":
-            from depthlab.models.loading import resolve_checkpoints
+            from depthlab.models.loading import CheckpointNotFoundError, resolve_checkpoints
 
-            resolve_checkpoints(checkpoints)  # raises CheckpointNotFoundError with instructions
+            try:  # raises CheckpointNotFoundError saying what is missing and how to get it
+                resolve_checkpoints(checkpoints)
+            except CheckpointNotFoundError:
+                raise
+            except Exception as error:  # a bug in the search must not hide the real problem
+                logger.debug("resolve_checkpoints failed: %r", error)
             raise FileNotFoundError(
                 f"no DepthLab weights found in {where}$DEPTHLAB_CHECKPOINTS or the hub cache"
             )

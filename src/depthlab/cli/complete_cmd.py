@@ -75,7 +75,7 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("image", nargs="+", metavar="IMAGE",
+    parser.add_argument("image", nargs="*", metavar="IMAGE",
                         help="RGB image file(s), a folder, or a quoted glob ('data/*.png')")
     io_group = parser.add_argument_group("inputs")
     io_group.add_argument("--depth", help="depth file, or a folder (batch; see the matching rule)")
@@ -347,6 +347,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--vmax ({args.vmax}) must be larger than --vmin ({args.vmin})")
     if "png16" in args.format and args.out_scale is None and args.depth_scale is None:
         raise UserError("--format png16 needs --out-scale (or --depth-scale), e.g. 1000 for mm")
+    if not args.image and not args.manifest:
+        raise UserError("give an IMAGE (file, folder or glob) or --manifest CSV")
+    if args.image and args.manifest:
+        raise UserError("give either IMAGE or --manifest, not both")
     items = _collect(args)
     args._single = len(items) == 1
 

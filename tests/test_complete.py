@@ -1,0 +1,93 @@
+import sys
+
+import numpy as np
+import pytest
+
+import depthlab
+from depthlab.complete import METHODS, complete, resolve_method
+
+
+@pytest.fixture
+def inputs():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (32, 40, 3), dtype=np.uint8)
+    depth = rng.uniform(1, 3, (32, 40)).astype(np.float32)
+    known = rng.random((32, 40)) < 0.2
+    return rgb, np.where(known, depth, 0.0), known
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    pytest.importorskip("torch")
+    import depthlab.models.loading as loading
+
+    monkeypatch.setattr(loading, "find_checkpoints", lambda source=None: None)
+
+
+def test_auto_falls_back_to_guided_without_weights(inputs, no_weights):
+    rgb, depth, known = inputs
+    out = complete(rgb, depth, known, num_inference_steps=5)
+    assert out.method == "guided"
+    assert "no DepthLab weights" in out.info["method_reason"]
+    assert out.info["ignored_options"] == ["num_inference_steps"]
+    assert np.array_equal(out.depth[known], depth[known])
+    assert out.depth.dtype == np.float32 and out.known_mask.dtype == np.bool_
+
+
+def test_auto_without_torch(inputs, monkeypatch):
+    monkeypatch.setitem(sys.modules, "depthlab.models.loading", None)
+    chosen, reason, _ = resolve_method("auto")
+    assert chosen == "guided" and "torch" in reason
+    with pytest.raises(ImportError, match="depthlab\\[diffusion\\]"):
+        resolve_method("depthlab")
+
+
+def test_package_level_function_and_mask_from_depth(inputs):
+    rgb, depth, _ = inputs
+    out = depthlab.complete(rgb, depth, method="nearest")
+    assert out.method == "nearest"
+    assert np.array_equal(out.known_mask, depth > 0)
+
+
+@pytest.mark.parametrize("method", ["guided", "linear", "nearest", "lidar"])
+def test_each_classical_method(inputs, method):
+    rgb, depth, known = inputs
+    out = complete(rgb, depth, known, method=method)
+    assert out.method == method and out.info["method_reason"] == f"method {method!r} was requested"
+    assert np.array_equal(out.depth[known], depth[known])
+
+
+def test_errors_name_argument_and_value(inputs):
+    rgb, depth, known = inputs
+    with pytest.raises(ValueError, match="one of auto, depthlab, guided") as error:
+        complete(rgb, depth, known, method="cubic")
+    assert "'cubic'" in str(error.value) and all(m in str(error.value) for m in METHODS)
+    with pytest.raises(TypeError, match="does not take option\\(s\\) steps"):
+        complete(rgb, depth, known, method="guided", steps=3)
+    with pytest.raises(ValueError, match="image"):
+        complete(None, depth, known, method="guided")
+    with pytest.raises(ValueError, match="no known pixel"):
+        complete(rgb, np.zeros_like(depth), method="nearest")
+    with pytest.raises(ValueError, match="size"):
+        complete(rgb[:8], depth, known, method="linear")
+
+
+def test_depthlab_method_with_tiny_pipeline(inputs):
+    torch = pytest.importorskip("torch")
+    from depthlab.pipeline import DepthLabPipeline
+
+    if not hasattr(DepthLabPipeline, "build_tiny"):
+        pytest.skip("DepthLabPipeline.build_tiny not available yet")
+    pipe = DepthLabPipeline.build_tiny(seed=0)
+    rgb, depth, known = inputs
+    out = complete(rgb, depth, known, pipeline=pipe, num_inference_steps=2, processing_resolution=32, strength=0.5,
+                   generator=torch.Generator().manual_seed(0), show_progress_bar=False)
+    assert out.method == "depthlab"
+    assert out.info["method_reason"] == "a DepthLab pipeline was given"
+    assert np.asarray(out.depth).shape == depth.shape
+
+
+def test_depthlab_requested_without_weights_is_an_error(inputs, no_weights, tmp_path):
+    rgb, depth, known = inputs
+    with pytest.raises(FileNotFoundError):
+        complete(rgb, depth, known, method="depthlab", checkpoints=tmp_path)

@@ -1,0 +1,172 @@
+import builtins
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from depthlab import io
+
+
+@pytest.fixture
+def depth():
+    rng = np.random.default_rng(0)
+    d = rng.uniform(0.5, 9.0, (12, 17)).astype(np.float32)
+    d[3:6, 4:9] = 0.0
+    return d
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".tif", ".pfm"])
+def test_float_round_trip(tmp_path, depth, suffix):
+    path = io.write_depth(tmp_path / f"d{suffix}", depth)
+    back = io.read_depth(path)
+    assert back.dtype == np.float32 and np.array_equal(back, depth)
+
+
+def test_exr_round_trip_or_clear_error(tmp_path, depth, monkeypatch):
+    pytest.importorskip("OpenEXR")
+    io.write_exr(tmp_path / "d.exr", depth)
+    assert np.array_equal(io.read_depth(tmp_path / "d.exr"), depth)
+    real_import = builtins.__import__
+
+    def no_openexr(name, *args, **kwargs):
+        if name == "OpenEXR":
+            raise ImportError("no OpenEXR")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openexr)
+    with pytest.raises(ValueError, match="pip install OpenEXR"):
+        io.read_depth(tmp_path / "d.exr")
+
+
+def test_png16_round_trip_with_scale(tmp_path, depth):
+    io.write_depth_png16(tmp_path / "d.png", depth, 1000)
+    raw = np.asarray(Image.open(tmp_path / "d.png"))
+    assert raw.dtype == np.uint16 and raw[0, 0] == round(float(depth[0, 0]) * 1000)
+    back = io.read_depth(tmp_path / "d.png", scale=1000)
+    assert np.max(np.abs(back - depth)) <= 0.0005 + 1e-6
+    assert np.all(back[3:6, 4:9] == 0)
+    with pytest.raises(ValueError, match="--depth-scale"):
+        io.read_depth(tmp_path / "d.png")
+    kitti = io.read_depth(tmp_path / "d.png", scale=256)
+    assert np.allclose(kitti, raw / 256.0)
+
+
+def test_png16_overflow_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="overflows a 16-bit PNG"):
+        io.write_depth_png16(tmp_path / "d.png", np.full((4, 4), 70.0), 1000)
+    assert not (tmp_path / "d.png").exists()
+
+
+def test_npz_named_array(tmp_path, depth):
+    np.savez(tmp_path / "d.npz", depth=depth, other=depth * 2)
+    assert np.array_equal(io.read_depth(tmp_path / "d.npz", key="other"), depth * 2)
+    with pytest.raises(ValueError, match="several arrays"):
+        io.read_depth(tmp_path / "d.npz")
+    with pytest.raises(ValueError, match="no array 'nope'"):
+        io.read_depth(tmp_path / "d.npz", key="nope")
+
+
+def test_pfm_big_endian_and_orientation(tmp_path):
+    array = np.arange(6, dtype=">f4").reshape(2, 3)
+    (tmp_path / "b.pfm").write_bytes(b"Pf\n3 2\n1.0\n" + array[::-1].tobytes())
+    assert np.array_equal(io.read_pfm(tmp_path / "b.pfm"), array.astype(np.float32))
+    (tmp_path / "bad.pfm").write_bytes(b"P6\n3 2\n255\n")
+    with pytest.raises(ValueError, match="not a PFM"):
+        io.read_pfm(tmp_path / "bad.pfm")
+
+
+def test_points_csv_rasterised(tmp_path):
+    (tmp_path / "p.csv").write_text("u,v,depth\n1,2,3.5\n4.4,0,2\n4,0,1.5\n# comment\n0 3 7\n")
+    depth = io.read_depth(tmp_path / "p.csv", image_size=(4, 6))
+    assert depth.shape == (4, 6)
+    assert depth[2, 1] == 3.5 and depth[3, 0] == 7.0
+    assert depth[0, 4] == 1.5  # two points on one pixel: the nearest wins
+    assert np.count_nonzero(depth) == 3
+    (tmp_path / "out.csv").write_text("10,1,2\n")
+    with pytest.raises(ValueError, match="outside the 6x4 image"):
+        io.read_points(tmp_path / "out.csv", (4, 6))
+    (tmp_path / "bad.txt").write_text("1,1,2\n1,x,2\n")
+    with pytest.raises(ValueError, match="line 2"):
+        io.read_points(tmp_path / "bad.txt", (4, 6))
+    with pytest.raises(ValueError, match="image size"):
+        io.read_depth(tmp_path / "p.csv")
+
+
+def test_colour_png_is_not_depth(tmp_path):
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "c.png")
+    with pytest.raises(ValueError, match="single-channel"):
+        io.read_depth(tmp_path / "c.png", scale=1)
+    with pytest.raises(ValueError, match="suffix '.bmp'"):
+        (tmp_path / "d.bmp").write_bytes(b"x")
+        io.read_depth(tmp_path / "d.bmp")
+    with pytest.raises(FileNotFoundError):
+        io.read_depth(tmp_path / "missing.npy")
+
+
+def test_read_image_modes(tmp_path):
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[..., 3] = [[255, 0], [128, 255]]
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    composite = io.read_image(tmp_path / "a.png")
+    assert composite.shape == (2, 2, 3) and composite.dtype == np.uint8
+    assert composite[0, 0, 0] == 200 and composite[0, 1, 0] == 0 and composite[1, 0, 0] == 100
+    dropped = io.read_image(tmp_path / "a.png", alpha="drop")
+    assert np.all(dropped[..., 0] == 200)
+    gray16 = np.array([[0, 65535]], np.uint16)
+    Image.fromarray(gray16).save(tmp_path / "g.png")
+    g = io.read_image(tmp_path / "g.png")
+    assert g.shape == (1, 2, 3) and g[0, 0, 0] == 0 and g[0, 1, 2] == 255
+    Image.fromarray(np.array([[0, 1]], np.uint8), "P").save(tmp_path / "p.png")
+    assert io.read_image(tmp_path / "p.png").shape == (1, 2, 3)
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot read image"):
+        io.read_image(tmp_path / "junk.png")
+
+
+def test_masks_both_conventions(tmp_path):
+    mask = np.zeros((3, 4), np.uint8)
+    mask[1, 2] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    known = io.read_mask(tmp_path / "m.png")
+    assert known.dtype == np.bool_ and known.sum() == 1 and known[1, 2]
+    fill = io.read_mask(tmp_path / "m.png", convention="fill")
+    assert np.array_equal(fill, ~known)
+    np.save(tmp_path / "m.npy", (mask > 0).astype(np.int64))
+    assert np.array_equal(io.read_mask(tmp_path / "m.npy"), known)
+    assert np.array_equal(io.read_mask(mask > 0, convention="fill"), ~known)
+    with pytest.raises(ValueError, match="expected"):
+        io.read_mask(tmp_path / "m.png", shape=(4, 4))
+    with pytest.raises(ValueError, match="convention"):
+        io.read_mask(tmp_path / "m.png", convention="ones")
+
+
+def test_atomic_write_refuses_overwrite(tmp_path, depth):
+    path = io.write_depth_npy(tmp_path / "sub" / "d.npy", depth)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        io.write_depth_npy(path, depth * 2)
+    assert np.array_equal(np.load(path), depth)
+    io.write_depth_npy(path, depth * 2, overwrite=True)
+    assert np.array_equal(np.load(path), depth * 2)
+
+    def failing(tmp: Path) -> None:
+        tmp.write_bytes(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        io.atomic_write(tmp_path / "x.bin", failing)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+
+
+def test_color_and_panel_writers(tmp_path, depth):
+    io.write_color(tmp_path / "c.png", depth)
+    io.write_color(tmp_path / "cb.png", depth, vmin=0, vmax=10, colorbar=True, unit="m")
+    plain = np.asarray(Image.open(tmp_path / "c.png"))
+    with_bar = np.asarray(Image.open(tmp_path / "cb.png"))
+    assert plain.shape == (12, 17, 3) and with_bar.shape[0] == 12 and with_bar.shape[1] > 17
+    rgb = np.zeros((12, 17, 3), np.uint8)
+    filled = np.where(depth > 0, depth, 5.0)
+    io.write_panel(tmp_path / "p.png", rgb, depth, depth > 0, filled, gt=filled)
+    panel = np.asarray(Image.open(tmp_path / "p.png"))
+    assert panel.shape[1] >= 4 * 17
