@@ -80,7 +80,8 @@ def test_depthlab_method_with_tiny_pipeline(inputs):
         pytest.skip("DepthLabPipeline.build_tiny not available yet")
     pipe = DepthLabPipeline.build_tiny(seed=0)
     rgb, depth, known = inputs
-    out = complete(rgb, depth, known, pipeline=pipe, num_inference_steps=2, processing_resolution=32, strength=0.5,
+    out = complete(rgb, depth, known, pipeline=pipe, num_inference_steps=2, processing_resolution=32,
+                   strength=0.5,
                    generator=torch.Generator().manual_seed(0), show_progress_bar=False)
     assert out.method == "depthlab"
     assert out.info["method_reason"] == "a DepthLab pipeline was given"
