@@ -143,3 +143,27 @@ def test_console_entry_subprocess(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "depthlab.cli", "complete", str(tmp_path / "missing.png")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_convert_then_complete_with_depthlab(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.undo()  # the real weight search: --checkpoints is looked at first
+    from depthlab.pipeline import DepthLabPipeline
+
+    if not hasattr(DepthLabPipeline, "build_tiny"):
+        pytest.skip("DepthLabPipeline.build_tiny not available yet")
+    DepthLabPipeline.build_tiny(seed=0).save_pretrained(tmp_path / "tiny")
+    assert main(["convert", str(tmp_path / "tiny"), str(tmp_path / "tiny16"), "--fp16"]) == 0
+    assert main(["convert", str(tmp_path / "tiny"), str(tmp_path / "tiny16")]) == 2  # not empty
+    assert "--overwrite" in capsys.readouterr().err
+    _write_item(tmp_path / "in", "a", 0)
+    args = ["complete", str(tmp_path / "in" / "a_colors.png"), "--depth-scale", "1000",
+            "--checkpoints", str(tmp_path / "tiny16"), "--steps", "2", "--strength", "0.5",
+            "--processing-resolution", "32", "--seed", "0", "--device", "cpu", "--format", "npy"]
+    assert main(args + ["--out", str(tmp_path / "o1")]) == 0
+    assert "method depthlab: DepthLab weights were found" in capsys.readouterr().out
+    assert main(args + ["--out", str(tmp_path / "o2")]) == 0
+    first = np.load(tmp_path / "o1" / "a_colors_depth.npy")
+    second = np.load(tmp_path / "o2" / "a_colors_depth.npy")
+    assert first.shape == (24, 32) and np.array_equal(first, second)  # seeded
+    assert np.isfinite(first).all()

@@ -312,7 +312,8 @@ def _process(item: Item, args: argparse.Namespace, chosen: str, pipeline: Any,
         if args.seed is not None:
             import torch
 
-            options["generator"] = torch.Generator(device=pipeline.device).manual_seed(args.seed)
+            # the pipeline draws its noise on the CPU, so the generator lives there too
+            options["generator"] = torch.Generator().manual_seed(args.seed)
     result = complete(rgb, depth, known, method=chosen, pipeline=pipeline, **options)
     completed = np.asarray(result.depth, np.float32)
 
