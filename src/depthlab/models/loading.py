@@ -319,6 +319,9 @@ def load_strict(
         k: v.to(dtype if dtype is not None and v.is_floating_point() else expected[k].dtype)
         for k, v in state.items()
     }
+    # Memory-mapped safetensors can be unaligned, which makes CPU kernels take other code paths
+    # (results then differ in the last bits from the same weights in fresh memory): realign.
+    state = {k: v if v.data_ptr() % 64 == 0 else v.clone() for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
     return model
 

@@ -1,0 +1,275 @@
+"""DepthLabPipeline behaviour with tiny random-weight models (CPU, seconds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from depthlab import DepthLabPipeline, preprocessing  # noqa: E402
+from depthlab.pipeline import check_device_dtype, resolve_dtype  # noqa: E402
+
+STEPS = dict(num_inference_steps=4, processing_resolution=64, show_progress_bar=False)
+
+
+def run(pipeline: DepthLabPipeline, *args, **kwargs):
+    """Call the pipeline with the fast test settings, overridable."""
+    return pipeline(*args, **{**STEPS, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def pipe() -> DepthLabPipeline:
+    return DepthLabPipeline.build_tiny(seed=0)
+
+
+def make_scene(height: int = 44, width: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """RGB uint8 [H, W, 3], depth [H, W] in metres with a hole (0 = unknown), known mask."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width]
+    depth = (2.0 + 3.0 * yy / height + 0.5 * np.sin(xx / 7.0)).astype(np.float32)
+    rgb = np.clip(np.stack([depth * 40, 255 - depth * 30, xx * 4.0], -1) + rng.normal(0, 5, (height, width, 3)), 0, 255)
+    known = ((yy - height / 2) ** 2 / (height / 4) ** 2 + (xx - width / 2) ** 2 / (width / 4) ** 2) > 1
+    return rgb.astype(np.uint8), np.where(known, depth, 0).astype(np.float32), known
+
+
+def test_output_contract_any_size(pipe: DepthLabPipeline) -> None:
+    rgb, depth, known = make_scene(44, 60)  # not multiples of 8 at processing_resolution 0
+    out = run(pipe, rgb, depth, processing_resolution=0, generator=torch.Generator().manual_seed(0))
+    assert out.depth.shape == (44, 60) and out.depth.dtype == np.float32
+    assert np.isfinite(out.depth).all() and (out.depth >= 0).all()
+    np.testing.assert_array_equal(out.known_mask, known)  # default mask: finite and > 0
+    assert out.uncertainty is None and out.latent is None and out.method == "depthlab"
+    assert out.info["processing_size"] == [[44, 60]]
+    # The denormalisation maps the decoded range onto the known range: values stay near it.
+    lo, hi = depth[known].min(), depth[known].max()
+    assert out.depth.min() > lo - 2 * (hi - lo) and out.depth.max() < hi + 2 * (hi - lo)
+
+
+def test_processing_resolution_resizes_back(pipe: DepthLabPipeline) -> None:
+    rgb, depth, known = make_scene(50, 70)
+    out = run(pipe, rgb, depth, known, processing_resolution=35, output_latent=True)
+    assert out.depth.shape == (50, 70)
+    assert out.info["processing_size"] == [[25, 35]]
+    assert tuple(out.latent.shape) == (1, 4, 4, 5)  # 25x35 padded to 32x40
+
+
+def test_same_generator_same_output_and_seed_matters(pipe: DepthLabPipeline) -> None:
+    rgb, depth, known = make_scene()
+    outs = [run(pipe, rgb, depth, known, generator=torch.Generator().manual_seed(s)).depth for s in (3, 3, 4)]
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert np.abs(outs[0] - outs[2]).max() > 1e-4
+
+
+def test_batch_equals_single(pipe: DepthLabPipeline) -> None:
+    scenes = [make_scene(seed=0), make_scene(seed=1)]
+    scenes[1] = (scenes[1][0][:, ::-1].copy(), scenes[1][1] * 1.5, scenes[1][2])
+    noise = torch.randn(2, 4, 6, 8, generator=torch.Generator().manual_seed(0))
+    batch = run(pipe, [s[0] for s in scenes], [s[1] for s in scenes], [s[2] for s in scenes],
+                 noise=noise, batch_size=2, output_latent=True)
+    assert batch.depth.shape == (2, 44, 60)
+    for i, (rgb, depth, known) in enumerate(scenes):
+        single = run(pipe, rgb, depth, known, noise=noise[i : i + 1], output_latent=True)
+        assert np.abs(batch.latent[i].numpy() - single.latent[0].numpy()).max() < 1e-5
+        assert np.abs(batch.depth[i] - single.depth).max() < 1e-4
+
+
+def test_batch_of_different_sizes_returns_list(pipe: DepthLabPipeline) -> None:
+    a, b = make_scene(44, 60), make_scene(36, 52)
+    out = run(pipe, [a[0], b[0]], [a[1], b[1]], processing_resolution=0, generator=torch.Generator().manual_seed(0))
+    assert isinstance(out.depth, list) and [d.shape for d in out.depth] == [(44, 60), (36, 52)]
+
+
+def test_ensemble_mean_and_uncertainty(pipe: DepthLabPipeline) -> None:
+    rgb, depth, known = make_scene()
+    noise = torch.randn(3, 4, 6, 8, generator=torch.Generator().manual_seed(1))
+    out = run(pipe, rgb, depth, known, ensemble_size=3, noise=noise, batch_size=2)
+    members = [run(pipe, rgb, depth, known, noise=noise[i : i + 1]).depth for i in range(3)]
+    np.testing.assert_allclose(out.depth, np.mean(members, axis=0), atol=1e-4)
+    np.testing.assert_allclose(out.uncertainty, np.std(members, axis=0), atol=1e-4)
+    assert out.uncertainty.max() > 0
+
+
+def test_strength_one_uses_latents_and_full_schedule(pipe: DepthLabPipeline) -> None:
+    rgb, depth, known = make_scene()
+    g = torch.Generator().manual_seed(0)
+    noise, init = torch.randn(1, 4, 6, 8, generator=g), torch.randn(1, 4, 6, 8, generator=g)
+    out = run(pipe, rgb, depth, known, strength=1.0, noise=noise, latents=init, output_latent=True)
+    assert out.info["timesteps"] == [751, 501, 251, 1]
+    other = run(pipe, rgb, depth, known, strength=1.0, noise=noise, latents=-init, output_latent=True)
+    assert np.abs(out.latent.numpy() - other.latent.numpy()).max() > 1e-3
+
+
+def test_trailing_timestep_spacing(pipe: DepthLabPipeline) -> None:
+    rgb, depth, known = make_scene()
+    out = run(pipe, rgb, depth, known, strength=1.0, timestep_spacing="trailing")
+    assert out.info["timesteps"] == [999, 749, 499, 249]
+    assert pipe.scheduler.config.timestep_spacing == "leading"  # the pipeline's scheduler is untouched
+
+
+def test_output_type_pt(pipe: DepthLabPipeline) -> None:
+    rgb, depth, known = make_scene()
+    out = run(pipe, rgb, depth, known, output_type="pt", generator=torch.Generator().manual_seed(0))
+    assert isinstance(out.depth, torch.Tensor) and out.depth.shape == (44, 60)
+
+
+def test_inputs_in_any_form_give_the_same_answer(pipe: DepthLabPipeline) -> None:
+    from PIL import Image
+
+    rgb, depth, known = make_scene()
+    noise = torch.randn(1, 4, 6, 8, generator=torch.Generator().manual_seed(0))
+    reference = run(pipe, rgb, depth, known, noise=noise).depth
+    variants = [
+        (Image.fromarray(rgb), torch.from_numpy(depth), torch.from_numpy(known)),
+        (torch.from_numpy(rgb).permute(2, 0, 1), depth[None], known.astype(np.uint8)),
+        (rgb.astype(np.float32) / 255.0, depth.astype(np.float64), None),
+    ]
+    for image, d, m in variants:
+        np.testing.assert_allclose(run(pipe, image, d, m, noise=noise).depth, reference, atol=1e-5)
+
+
+# ---------------------------------------------------------------- preserve_known
+def test_preserve_known_exact_and_smooth(pipe: DepthLabPipeline) -> None:
+    rgb, depth, known = make_scene()
+    noise = torch.randn(1, 4, 6, 8, generator=torch.Generator().manual_seed(0))
+    base = run(pipe, rgb, depth, known, noise=noise).depth
+    exact = run(pipe, rgb, depth, known, noise=noise, preserve_known="exact").depth
+    smooth = run(pipe, rgb, depth, known, noise=noise, preserve_known="smooth").depth
+    assert np.abs(base[known] - depth[known]).max() > 1e-3  # the model alone does not match them
+    np.testing.assert_array_equal(exact[known], depth[known])
+    np.testing.assert_array_equal(exact[~known], base[~known])
+    np.testing.assert_allclose(smooth[known], depth[known], atol=1e-5)
+    # The correction is harmonic on the hole: each unknown pixel is the mean of its 4 neighbours.
+    correction = smooth.astype(np.float64) - base
+    inner = ~known
+    inner[0, :] = inner[-1, :] = inner[:, 0] = inner[:, -1] = False
+    rows, cols = np.nonzero(inner)
+    neighbours = (correction[rows - 1, cols] + correction[rows + 1, cols]
+                  + correction[rows, cols - 1] + correction[rows, cols + 1]) / 4
+    assert np.abs(correction[rows, cols] - neighbours).max() < 1e-4
+    # No seam: the jump across the hole border is smaller than with the plain paste.
+    border = known & (np.roll(~known, 1, 0) | np.roll(~known, -1, 0))
+    jump_exact = np.abs(exact - np.roll(exact, 1, 0))[border].max()
+    jump_smooth = np.abs(smooth - np.roll(smooth, 1, 0))[border].max()
+    assert jump_smooth < jump_exact
+
+
+# ---------------------------------------------------------------- sparse input, resizing
+def test_sparse_points_survive_downscaling(pipe: DepthLabPipeline) -> None:
+    rng = np.random.default_rng(0)
+    rgb, dense, _ = make_scene(120, 160)
+    known = np.zeros(dense.shape, bool)
+    known.flat[rng.choice(dense.size, 40, replace=False)] = True
+    depth = np.where(known, 2.0 + rng.random(dense.shape), 0).astype(np.float32)
+    resized = preprocessing.resize_inputs(rgb, preprocessing.nearest_fill(depth, known), known, 48)
+    assert resized.resize_mode == "preserve"
+    rows, cols = np.nonzero(known)
+    cells = {(int((r + 0.5) * 36 / 120), int((c + 0.5) * 48 / 160)) for r, c in zip(rows, cols, strict=True)}
+    assert int(resized.known_mask.sum()) == len(cells)  # every point kept, one known cell per cell hit
+    nearest = preprocessing.resize_inputs(rgb, preprocessing.nearest_fill(depth, known), known, 48, resize_mode="nearest")
+    assert nearest.known_mask.sum() < len(cells)  # the original's nearest resize drops points
+    assert set(np.unique(resized.depth[resized.known_mask])) <= set(np.unique(depth[known]))
+    out = run(pipe, rgb, depth, known, processing_resolution=48)
+    assert out.info["resize_mode"] == ["preserve"]
+
+
+def test_fast_fill_mode_runs(pipe: DepthLabPipeline) -> None:
+    rgb, depth, known = make_scene()
+    noise = torch.randn(1, 4, 6, 8, generator=torch.Generator().manual_seed(0))
+    exact = run(pipe, rgb, depth, known, noise=noise).depth
+    fast = run(pipe, rgb, depth, known, noise=noise, fill_mode="fast").depth
+    assert np.isfinite(fast).all() and np.abs(fast - exact).mean() < 0.05 * np.abs(exact).mean()
+
+
+# ---------------------------------------------------------------- dtypes, saving, loading
+def test_bfloat16_runs_close_to_float32(pipe: DepthLabPipeline) -> None:
+    rgb, depth, known = make_scene()
+    noise = torch.randn(1, 4, 6, 8, generator=torch.Generator().manual_seed(0))
+    reference = run(pipe, rgb, depth, known, noise=noise).depth
+    low = DepthLabPipeline.build_tiny(seed=0).to(dtype=torch.bfloat16)
+    assert low.estimation_unet.dtype == torch.bfloat16
+    out = run(low, rgb, depth, known, noise=noise).depth
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    spread = depth[known].max() - depth[known].min()
+    assert np.abs(out - reference).mean() < 0.1 * spread
+
+
+def test_save_load_round_trip(pipe: DepthLabPipeline, tmp_path) -> None:
+    rgb, depth, known = make_scene()
+    noise = torch.randn(1, 4, 6, 8, generator=torch.Generator().manual_seed(0))
+    reference = run(pipe, rgb, depth, known, noise=noise).depth
+    pipe.save_pretrained(tmp_path / "full")
+    loaded = DepthLabPipeline.from_pretrained(tmp_path / "full")
+    np.testing.assert_array_equal(run(loaded, rgb, depth, known, noise=noise).depth, reference)
+    with pytest.raises(FileExistsError, match="not empty"):
+        pipe.save_pretrained(tmp_path / "full")
+
+    pipe.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    size = lambda p: sum(f.stat().st_size for f in p.rglob("*.safetensors"))  # noqa: E731
+    assert size(tmp_path / "half") < 0.6 * size(tmp_path / "full")
+    half = DepthLabPipeline.from_pretrained(tmp_path / "half", torch_dtype=torch.float32)
+    assert half.estimation_unet.dtype == torch.float32
+    weight = pipe.estimation_unet.conv_in.weight
+    np.testing.assert_array_equal(half.estimation_unet.conv_in.weight.detach(), weight.detach().half().float())
+
+
+def test_guidance_above_one_needs_text_encoder(pipe: DepthLabPipeline) -> None:
+    rgb, depth, known = make_scene()
+    with pytest.raises(ValueError, match="text encoder"):
+        run(pipe, rgb, depth, known, guidance_scale=2.0)
+
+
+def test_dtype_resolution_and_device_check(monkeypatch) -> None:
+    assert resolve_dtype("bf16") is torch.bfloat16 and resolve_dtype(None) is torch.float32
+    with pytest.raises(TypeError, match="torch_dtype"):
+        resolve_dtype("float64")
+    with pytest.raises(TypeError, match="torch_dtype"):
+        resolve_dtype(torch.int8)
+
+    def unsupported(*args, **kwargs):
+        raise RuntimeError('"slow_conv2d_cpu" not implemented for \'Half\'')
+
+    monkeypatch.setattr(torch.nn.functional, "conv2d", unsupported)
+    with pytest.raises(ValueError, match="torch_dtype.*not supported on device cpu"):
+        check_device_dtype(torch.device("cpu"), torch.float16)
+
+
+# ---------------------------------------------------------------- input errors
+def _call(pipe, **overrides):
+    rgb, depth, known = make_scene()
+    args = dict(image=rgb, depth=depth, known_mask=known)
+    args.update({k: v for k, v in overrides.items() if k in args})
+    kwargs = {k: v for k, v in overrides.items() if k not in args}
+    return run(pipe, args["image"], args["depth"], args["known_mask"], **kwargs)
+
+
+_rgb, _depth, _known = make_scene()
+ERROR_CASES = {
+    "depth shape mismatch": (dict(depth=_depth[:-2]), ValueError, "known_mask.*shape"),
+    "image size mismatch": (dict(image=_rgb[:-2]), ValueError, "image.*size"),
+    "non-finite known depth": (dict(depth=np.where(_known, np.nan, 0).astype(np.float32)), ValueError, "non-finite"),
+    "negative known depth": (dict(depth=-np.abs(_depth)), ValueError, "negative"),
+    "no known pixel": (dict(known_mask=np.zeros_like(_known)), ValueError, "no known pixel"),
+    "every pixel known": (dict(known_mask=np.ones_like(_known), depth=_depth + 1), ValueError, "every pixel"),
+    "mask not binary": (dict(known_mask=_known * 0.7), ValueError, "known_mask.*binary"),
+    "alpha channel": (dict(image=np.dstack([_rgb, _rgb[..., :1]])), ValueError, "alpha"),
+    "negative resolution": (dict(processing_resolution=-1), ValueError, "processing_resolution"),
+    "strength zero": (dict(strength=0.0), ValueError, "strength"),
+    "strength above one": (dict(strength=1.5), ValueError, "strength"),
+    "strength keeps no step": (dict(strength=0.1), ValueError, "strength"),
+    "zero steps": (dict(num_inference_steps=0), ValueError, "num_inference_steps"),
+    "float steps": (dict(num_inference_steps=2.5), TypeError, "num_inference_steps"),
+    "bad output type": (dict(output_type="pil"), ValueError, "output_type"),
+    "bad preserve mode": (dict(preserve_known="paste"), ValueError, "preserve_known"),
+    "noise of wrong shape": (dict(noise=torch.zeros(1, 4, 5, 5)), ValueError, r"noise.*\(1, 4, 6, 8\)"),
+    "latents with strength < 1": (dict(latents=torch.zeros(1, 4, 6, 8)), ValueError, "latents"),
+    "image not an image": (dict(image="photo.png"), TypeError, "image"),
+    "list of depths for one image": (dict(image=[_rgb, _rgb]), ValueError, "depth.*list"),
+}
+
+
+@pytest.mark.parametrize("name", list(ERROR_CASES))
+def test_errors_name_the_argument(pipe: DepthLabPipeline, name: str) -> None:
+    overrides, error, pattern = ERROR_CASES[name]
+    with pytest.raises(error, match=pattern):
+        _call(pipe, **overrides)
