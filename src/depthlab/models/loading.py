@@ -128,7 +128,8 @@ def _inspect_folder(root: Path) -> tuple[CheckpointPaths | None, list[str]]:
             missing.append(str(needed))
     depthlab = _find_depthlab_files(root / DEPTHLAB_DIR) if (root / DEPTHLAB_DIR).is_dir() else None
     if depthlab is None:
-        missing.append(str(root / DEPTHLAB_DIR / "{" + ",".join(DEPTHLAB_FILES) + "}"))
+        missing.extend(str(root / DEPTHLAB_DIR / name) for name in DEPTHLAB_FILES
+                       if not (root / DEPTHLAB_DIR / name).is_file())
     if missing:
         return None, missing
     return CheckpointPaths("original", marigold=marigold, clip=clip, depthlab=depthlab), []
@@ -245,7 +246,13 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle.UnpicklingError for anything but plain tensors
+        raise CheckpointError(
+            f"{str(path)!r} could not be read as a plain state dict with weights_only=True "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+        ) from None
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):
