@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import depthlab
-from depthlab.complete import METHODS, complete, resolve_method
+from depthlab.completion import METHODS, complete, resolve_method
 
 
 @pytest.fixture

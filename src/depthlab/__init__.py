@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 __all__ = ["DepthLabOutput", "DepthLabPipeline", "complete", "__version__"]
 
 if TYPE_CHECKING:
-    from depthlab.complete import complete
+    from depthlab.completion import complete
     from depthlab.pipeline import DepthLabPipeline
 
 
@@ -25,7 +25,7 @@ def __getattr__(name: str) -> Any:
 
         return DepthLabPipeline
     if name == "complete":
-        from depthlab.complete import complete
+        from depthlab.completion import complete
 
         return complete
     raise AttributeError(f"module 'depthlab' has no attribute {name!r}")

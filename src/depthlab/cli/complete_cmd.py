@@ -67,7 +67,7 @@ def _formats(text: str) -> list[str]:
 
 
 def register(subparsers: Any) -> None:
-    from depthlab.complete import METHODS
+    from depthlab.completion import METHODS
 
     parser = subparsers.add_parser(
         "complete",
@@ -281,7 +281,7 @@ def _device_and_dtype(args: argparse.Namespace) -> tuple[str, Any]:
 def _process(item: Item, args: argparse.Namespace, chosen: str, pipeline: Any,
              outputs: dict[str, Path]) -> str:
     from depthlab import io
-    from depthlab.complete import complete
+    from depthlab.completion import complete
 
     # 1. read
     rgb = io.read_image(item.image, alpha=args.alpha)
@@ -342,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``depthlab complete``; returns 0 when every item succeeded (or was already done)."""
     from tqdm import tqdm
 
-    from depthlab.complete import load_pipeline, resolve_method
+    from depthlab.completion import load_pipeline, resolve_method
 
     if args.vmin is not None and args.vmax is not None and not args.vmax > args.vmin:
         raise UserError(f"--vmax ({args.vmax}) must be larger than --vmin ({args.vmin})")

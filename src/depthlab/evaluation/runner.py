@@ -218,7 +218,7 @@ def _check_method_name(method: str) -> None:
         if not method[len("align:") :]:
             raise ValueError("method 'align:' needs a model: align:<hub id or local folder>")
         return
-    from depthlab.complete import METHODS
+    from depthlab.completion import METHODS
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)} or align:<model>")
@@ -240,7 +240,7 @@ def build_method(method: str, options: Mapping[str, Any] | None = None) -> Metho
         baseline = AlignBaseline.from_pretrained(method[len("align:") :], **options)
         return lambda rgb, depth, known: baseline(rgb, depth, known).depth
 
-    from depthlab.complete import complete, load_pipeline, resolve_method
+    from depthlab.completion import complete, load_pipeline, resolve_method
 
     pipeline = options.pop("pipeline", None)
     if method in ("depthlab", "auto") and pipeline is None:

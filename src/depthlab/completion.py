@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-import sys
 import time
-import types
 from typing import Any
 
 import numpy as np
@@ -224,17 +222,3 @@ def complete(
         output.info["ignored_options"] = ignored
         logger.info("complete: method %r ignored option(s) %s", chosen, ", ".join(ignored))
     return output
-
-
-class _CallableModule(types.ModuleType):
-    """A module that calls :func:`complete` when called.
-
-    Importing ``depthlab.complete`` binds the *module* to ``depthlab.complete``, shadowing the
-    lazily exported function; making the module callable keeps ``depthlab.complete(...)`` working.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> DepthLabOutput:
-        return complete(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
