@@ -1,0 +1,5 @@
+import sys
+
+from depthlab.training import main
+
+sys.exit(main())
