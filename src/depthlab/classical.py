@@ -24,10 +24,9 @@ from typing import Any
 import cv2
 import numpy as np
 import scipy.sparse as sp
-from scipy import ndimage
-from scipy.interpolate import griddata
 from scipy.sparse.linalg import cg, spsolve
 
+from depthlab import preprocessing
 from depthlab.inputs import check_completion_inputs, resolve_known_mask, to_depth_array, to_rgb_uint8
 
 __all__ = ["METHODS", "nearest", "linear", "guided", "lidar", "complete_classical"]
@@ -61,16 +60,7 @@ def nearest(depth: Any, known_mask: Any = None) -> np.ndarray:
 
 
 def _nearest(depth: np.ndarray, known: np.ndarray) -> np.ndarray:
-    if known.all():
-        return depth.copy()
-    _, (rows, cols) = ndimage.distance_transform_edt(~known, return_indices=True)
-    return depth[rows, cols].astype(np.float32)
-
-
-def _boundary_known(known: np.ndarray) -> np.ndarray:
-    """Known pixels that touch an unknown pixel (8-neighbourhood)."""
-    touches_unknown = cv2.dilate((~known).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    return known & touches_unknown
+    return preprocessing.nearest_fill(depth, known, exact=False).astype(np.float32)
 
 
 def linear(depth: Any, known_mask: Any = None, *, exact: bool = False) -> np.ndarray:
@@ -93,30 +83,11 @@ def linear(depth: Any, known_mask: Any = None, *, exact: bool = False) -> np.nda
 
 
 def _linear(depth: np.ndarray, known: np.ndarray, *, exact: bool = False) -> np.ndarray:
-    if known.all():
-        return depth.copy()
-    sources = known if exact else _boundary_known(known)
-    rows, cols = np.nonzero(sources)
-    out = depth.copy()
-    unknown_rows, unknown_cols = np.nonzero(~known)
-    if rows.size >= 3 and np.unique(rows).size > 1 and np.unique(cols).size > 1:
-        try:
-            values = griddata(
-                np.stack([rows, cols], axis=1).astype(np.float64),
-                depth[rows, cols].astype(np.float64),
-                np.stack([unknown_rows, unknown_cols], axis=1).astype(np.float64),
-                method="linear",
-            )
-        except Exception as error:  # Qhull fails on degenerate (collinear) point sets
-            logger.debug("griddata failed (%s); using nearest", error)
-            values = np.full(unknown_rows.shape, np.nan)
-    else:
-        values = np.full(unknown_rows.shape, np.nan)
-    outside = ~np.isfinite(values)
+    out = preprocessing.linear_fill(depth, known, fill_value=np.nan, exact=exact)
+    outside = ~np.isfinite(out)  # outside the hull of the known pixels (or no triangulation)
     if outside.any():
-        values[outside] = _nearest(depth, known)[unknown_rows[outside], unknown_cols[outside]]
-    out[unknown_rows, unknown_cols] = values
-    return out.astype(np.float32)
+        out[outside] = _nearest(depth, known)[outside]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
