@@ -128,8 +128,11 @@ def _inspect_folder(root: Path) -> tuple[CheckpointPaths | None, list[str]]:
             missing.append(str(needed))
     depthlab = _find_depthlab_files(root / DEPTHLAB_DIR) if (root / DEPTHLAB_DIR).is_dir() else None
     if depthlab is None:
-        missing.extend(str(root / DEPTHLAB_DIR / name) for name in DEPTHLAB_FILES
-                       if not (root / DEPTHLAB_DIR / name).is_file())
+        missing.extend(
+            str(root / DEPTHLAB_DIR / name)
+            for name in DEPTHLAB_FILES
+            if not (root / DEPTHLAB_DIR / name).is_file()
+        )
     if missing:
         return None, missing
     return CheckpointPaths("original", marigold=marigold, clip=clip, depthlab=depthlab), []

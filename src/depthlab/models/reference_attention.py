@@ -59,8 +59,8 @@ def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.view(batch, tokens, heads, channels // heads).transpose(1, 2)
 
 
-class ReferenceWriteProcessor:
-    """Stock self-attention that also stores its input tokens in the controller when capturing."""
+class _ReferenceProcessor:
+    """Attention processor bound to one named block of a :class:`ReferenceAttention` controller."""
 
     def __init__(self, controller: ReferenceAttention, name: str) -> None:
         self.controller = controller
@@ -76,34 +76,36 @@ class ReferenceWriteProcessor:
         temb: torch.Tensor | None = None,
         *args,
         **kwargs,
+    ) -> torch.Tensor:
+        return self.attend(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+    def attend(
+        self, attn: Attention, hidden_states: torch.Tensor, *rest: torch.Tensor | None
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class ReferenceWriteProcessor(_ReferenceProcessor):
+    """Stock self-attention that also stores its input tokens in the controller when capturing."""
+
+    def attend(
+        self, attn: Attention, hidden_states: torch.Tensor, *rest: torch.Tensor | None
     ) -> torch.Tensor:
         if self.controller.capturing:
             self.controller._store(self.name, hidden_states)  # [B, N, C]
-        return self.attention(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        return self.attention(attn, hidden_states, *rest)
 
 
-class ReferenceReadProcessor:
+class ReferenceReadProcessor(_ReferenceProcessor):
     """Self-attention whose keys/values also include the reference tokens of the same block."""
 
-    def __init__(self, controller: ReferenceAttention, name: str) -> None:
-        self.controller = controller
-        self.name = name
-        self.attention = AttnProcessor2_0()
-
-    def __call__(
-        self,
-        attn: Attention,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        temb: torch.Tensor | None = None,
-        *args,
-        **kwargs,
+    def attend(
+        self, attn: Attention, hidden_states: torch.Tensor, *rest: torch.Tensor | None
     ) -> torch.Tensor:
         reference = self.controller._reference_for(self.name) if self.controller.enabled else None
         if reference is None:
-            return self.attention(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
-        if attention_mask is not None or encoder_hidden_states is not None:
+            return self.attention(attn, hidden_states, *rest)
+        if any(x is not None for x in rest[:2]):  # encoder_hidden_states, attention_mask
             raise ValueError("reference self-attention takes no attention mask or context")
         batch = hidden_states.shape[0]
         query = attn.to_q(hidden_states)  # [B, N, C]
