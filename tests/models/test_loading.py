@@ -76,7 +76,9 @@ def test_original_layout_loads_strictly(tmp_path: Path) -> None:
     state = torch.load(pth, weights_only=True)
     state["down_blocks.0.resnets.0.conv1.weight"] = state["down_blocks.0.resnets.0.conv1.weight"][:, :1]
     torch.save(state, pth)
-    with pytest.raises(CheckpointError, match=r"denoising_unet.pth.*mis-shaped: down_blocks.0.resnets.0.conv1.weight"):
+    with pytest.raises(
+        CheckpointError, match=r"denoising_unet.pth.*mis-shaped: down_blocks.0.resnets.0.conv1.weight"
+    ):
         DepthLabPipeline.from_pretrained(folder)
 
 
@@ -131,3 +133,37 @@ def test_environment_variable_is_used(saved: Path, monkeypatch) -> None:
     monkeypatch.setenv("DEPTHLAB_CHECKPOINTS", str(saved))
     assert find_checkpoints(None).root == saved
     assert isinstance(DepthLabPipeline.from_pretrained(None), DepthLabPipeline)
+
+
+@needs_golden
+def test_hub_ids_resolve_from_the_huggingface_cache(tmp_path: Path, monkeypatch) -> None:
+    """The hub path with tiny stand-ins: a huggingface_hub cache holding the three repos."""
+    import huggingface_hub.constants as constants
+
+    cache = tmp_path / "hub"
+    parts = {
+        "marigold": GOLDEN / "marigold-depth-v1-0",
+        "clip": GOLDEN / "CLIP-ViT-H-14-laion2B-s32B-b79K",
+        "depthlab": GOLDEN / "DepthLab",
+    }
+    for key, source in parts.items():
+        repo = cache / ("models--" + HUB_IDS[key].replace("/", "--"))
+        commit = "0" * 40
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(commit)
+        target = repo / "snapshots" / commit
+        # the DepthLab repo keeps its .pth files in a sub-folder; they are searched for
+        shutil.copytree(
+            source, target / ("checkpoints/DepthLab" if key == "depthlab" else ""), dirs_exist_ok=True
+        )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("DEPTHLAB_CHECKPOINTS", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    paths = find_checkpoints(None)
+    assert paths is not None and paths.layout == "original"
+    assert paths.depthlab.name == "DepthLab" and paths.depthlab.parent.name == "checkpoints"
+    pipe = DepthLabPipeline.from_pretrained(None)
+    reference = DepthLabPipeline.from_pretrained(GOLDEN)
+    for name, value in reference.estimation_unet.state_dict().items():
+        assert torch.equal(pipe.estimation_unet.state_dict()[name], value), name
