@@ -3,8 +3,8 @@
 # ../shared/datasets (research-only data, never copied into the repository).
 # Usage (from the repository root):  bash benchmarks/run_eval_tables.sh [OUT_DIR]
 # Predictions, masks and figures go to OUT_DIR (default outputs/eval_tables, git-ignored); the
-# Markdown tables and summaries are copied to benchmarks/results/. Classical methods only, CPU,
-# about 5-10 minutes on 2 cores.
+# Markdown tables and summaries are copied to benchmarks/results/. Classical methods only, CPU:
+# measured 14 min CPU (20 min wall on a shared 2-core machine); guided+linear dominate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=../shared/datasets
