@@ -43,6 +43,7 @@ from depthlab.models.loading import (
     CLIP_TEXT_PREFIXES,
     CheckpointError,
     CheckpointPaths,
+    CheckpointSource,
     build_from_config,
     load_component_weights,
     load_state_dict_file,
@@ -198,7 +199,7 @@ class DepthLabPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(
         cls,
-        source: str | Path | None = None,
+        source: CheckpointSource = None,
         *,
         torch_dtype: torch.dtype | str | None = None,
         device: torch.device | str | None = None,
@@ -210,8 +211,10 @@ class DepthLabPipeline(DiffusionPipeline):
         Args:
             source: a folder in the original layout (``marigold-depth-v1-0/``,
                 ``CLIP-ViT-H-14-laion2B-s32B-b79K/``, ``DepthLab/*.pth``), a folder written by
-                :meth:`save_pretrained`, or None for the hub ids (huggingface_hub cache;
-                ``$DEPTHLAB_CHECKPOINTS`` is used first when set).
+                :meth:`save_pretrained`, or hub ids: None (``$DEPTHLAB_CHECKPOINTS`` when set,
+                else the published ids), ``"owner/name"`` of a DepthLab repository, a sequence
+                ``(marigold_id, clip_id, depthlab_id)`` or a dict with those keys; resolved
+                through the huggingface_hub cache, downloaded when online.
             torch_dtype: float32 (default), float16 or bfloat16 (or their names).
             device: where to put the models (default CPU).
             load_text_encoder: also load the text encoder/tokenizer (only needed for

@@ -167,3 +167,17 @@ def test_hub_ids_resolve_from_the_huggingface_cache(tmp_path: Path, monkeypatch)
     reference = DepthLabPipeline.from_pretrained(GOLDEN)
     for name, value in reference.estimation_unet.state_dict().items():
         assert torch.equal(pipe.estimation_unet.state_dict()[name], value), name
+
+
+def test_hub_id_forms_are_understood(tmp_path: Path) -> None:
+    from depthlab.models.loading import _hub_repo_ids
+
+    assert _hub_repo_ids(None) == HUB_IDS and _hub_repo_ids("hub") == HUB_IDS
+    assert _hub_repo_ids("me/DepthLab-ft") == {**HUB_IDS, "depthlab": "me/DepthLab-ft"}
+    assert _hub_repo_ids(("a/m", "b/c", "c/d")) == {"marigold": "a/m", "clip": "b/c", "depthlab": "c/d"}
+    assert _hub_repo_ids({"clip": "x/y"})["clip"] == "x/y"
+    assert _hub_repo_ids(tmp_path) is None
+    with pytest.raises(ValueError, match="source"):
+        _hub_repo_ids({"vae": "x/y"})
+    with pytest.raises(ValueError, match="3 hub ids"):
+        _hub_repo_ids(["a/b"])

@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,15 +139,15 @@ def _inspect_folder(root: Path) -> tuple[CheckpointPaths | None, list[str]]:
     return CheckpointPaths("original", marigold=marigold, clip=clip, depthlab=depthlab), []
 
 
-def _hub_snapshot(repo_id: str, allow_patterns: list[str] | None) -> Path | None:
-    """The cached snapshot of ``repo_id``, downloading only if the hub is reachable and allowed."""
+def _hub_snapshot(repo_id: str, allow_patterns: list[str] | None, download: bool) -> Path | None:
+    """The cached snapshot of ``repo_id``; downloaded only if ``download``, online and allowed."""
     from huggingface_hub import snapshot_download
 
     try:
         return Path(snapshot_download(repo_id, local_files_only=True, allow_patterns=allow_patterns))
     except Exception:  # not cached (LocalEntryNotFoundError and friends)
         pass
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+    if not download or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return None
     try:
         return Path(snapshot_download(repo_id, allow_patterns=allow_patterns, etag_timeout=5))
@@ -156,7 +157,7 @@ def _hub_snapshot(repo_id: str, allow_patterns: list[str] | None) -> Path | None
 
 
 def _hub_checkpoints(
-    download: bool, with_text_encoder: bool = False
+    download: bool, with_text_encoder: bool = False, repo_ids: Mapping[str, str] = HUB_IDS
 ) -> tuple[CheckpointPaths | None, list[str]]:
     marigold_patterns = ["model_index.json", "vae/*", "unet/config.json", "scheduler/*"]
     if with_text_encoder:
@@ -166,42 +167,62 @@ def _hub_checkpoints(
         "clip": ["config.json", "model.safetensors", "preprocessor_config.json"],
         "depthlab": ["*.pth"],
     }
-    found: dict[str, Path | None] = {}
-    for key, patterns in wanted.items():
-        if download:
-            found[key] = _hub_snapshot(HUB_IDS[key], patterns)
-        else:
-            from huggingface_hub import snapshot_download
-
-            try:
-                found[key] = Path(
-                    snapshot_download(HUB_IDS[key], local_files_only=True, allow_patterns=patterns)
-                )
-            except Exception:
-                found[key] = None
-    missing = [f"{HUB_IDS[key]} ({', '.join(wanted[key])})" for key, path in found.items() if path is None]
+    found = {key: _hub_snapshot(repo_ids[key], patterns, download) for key, patterns in wanted.items()}
+    missing = [f"{repo_ids[key]} ({', '.join(wanted[key])})" for key, path in found.items() if path is None]
     depthlab = _find_depthlab_files(found["depthlab"]) if found["depthlab"] else None
     if found["depthlab"] is not None and depthlab is None:
-        missing.append(f"{HUB_IDS['depthlab']}: {', '.join(DEPTHLAB_FILES)}")
+        missing.append(f"{repo_ids['depthlab']}: {', '.join(DEPTHLAB_FILES)}")
     if found["marigold"] is not None and not (found["marigold"] / "vae" / "config.json").is_file():
-        missing.append(f"{HUB_IDS['marigold']}: vae/")
+        missing.append(f"{repo_ids['marigold']}: vae/")
     if found["clip"] is not None and not (found["clip"] / "config.json").is_file():
-        missing.append(f"{HUB_IDS['clip']}: config.json")
+        missing.append(f"{repo_ids['clip']}: config.json")
     if missing:
         return None, missing
     return CheckpointPaths("original", marigold=found["marigold"], clip=found["clip"], depthlab=depthlab), []
 
 
-def resolve_checkpoints(source: str | os.PathLike | None, with_text_encoder: bool = False) -> CheckpointPaths:
-    """Resolve ``source`` (folder, or None for the hub ids / ``$DEPTHLAB_CHECKPOINTS``) to paths.
+CheckpointSource = str | os.PathLike | Mapping[str, str] | Sequence[str] | None
+
+
+def _hub_repo_ids(source: CheckpointSource) -> dict[str, str] | None:
+    """The three hub ids meant by ``source``, or None when it names a local folder.
+
+    None / ``"hub"`` -> the published ids; a mapping with keys ``marigold``, ``clip``,
+    ``depthlab`` or a sequence of three ids -> those; ``"owner/name"`` that is not a local folder
+    -> the published Marigold and CLIP ids with that DepthLab repository.
+    """
+    if source is None or (isinstance(source, str) and source == "hub"):
+        return dict(HUB_IDS)
+    if isinstance(source, Mapping):
+        unknown = set(source) - set(HUB_IDS)
+        if unknown:
+            raise ValueError(f"`source` keys must be among {sorted(HUB_IDS)}; got {sorted(unknown)}")
+        return {**HUB_IDS, **source}
+    if isinstance(source, Sequence) and not isinstance(source, str):
+        if len(source) != 3:
+            raise ValueError(f"`source` as a sequence must hold 3 hub ids (marigold, clip, depthlab); got {source!r}")
+        return dict(zip(HUB_IDS, source, strict=True))
+    text = str(source)
+    if not Path(text).expanduser().exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", text):
+        return {**HUB_IDS, "depthlab": text}
+    return None
+
+
+def resolve_checkpoints(source: CheckpointSource, with_text_encoder: bool = False) -> CheckpointPaths:
+    """Resolve ``source`` to checkpoint paths.
+
+    ``source``: a local folder (original layout or ``save_pretrained``), None (then
+    ``$DEPTHLAB_CHECKPOINTS`` if set, else the published hub ids), or hub ids (see
+    :func:`_hub_repo_ids`), resolved through the huggingface_hub cache (downloaded when online).
 
     Raises:
         CheckpointNotFoundError: naming every missing file and how to get it.
     """
     if source is None and os.environ.get(ENV_VAR):
         source = os.environ[ENV_VAR]
-    if source is None or str(source) in ("hub", HUB_IDS["depthlab"]):
-        paths, missing = _hub_checkpoints(download=True, with_text_encoder=with_text_encoder)
+    repo_ids = _hub_repo_ids(source)
+    if repo_ids is not None:
+        paths, missing = _hub_checkpoints(download=True, with_text_encoder=with_text_encoder, repo_ids=repo_ids)
         if paths is None:
             raise CheckpointNotFoundError(
                 "DepthLab weights are not in the huggingface_hub cache and could not be downloaded. "
@@ -235,7 +256,7 @@ def find_checkpoints(source: str | os.PathLike | None = None) -> CheckpointPaths
                     return paths
     try:
         paths, _ = _hub_checkpoints(download=False)
-    except ImportError:
+    except ImportError:  # huggingface_hub missing
         return None
     return paths
 
