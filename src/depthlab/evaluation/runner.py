@@ -250,6 +250,8 @@ def build_method(method: str, options: Mapping[str, Any] | None = None) -> Metho
             load_options = {k: options.pop(k) for k in ("device", "torch_dtype") if k in options}
             pipeline = load_pipeline(paths, **load_options)
             options.pop("checkpoints", None)
+    if pipeline is not None:
+        options.setdefault("show_progress_bar", False)  # the run has its own progress bar
 
     def run(rgb: np.ndarray, depth: np.ndarray, known: np.ndarray) -> np.ndarray:
         output = complete(rgb, depth, known, method=method, pipeline=pipeline, **options)
