@@ -86,6 +86,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as error:
         raise ValueError(f"override {text!r}: value is not valid YAML ({error})") from None
+    if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string; numbers are meant
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     return keys, value
 
 

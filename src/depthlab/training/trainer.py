@@ -604,6 +604,7 @@ class Trainer:
             latent_penalty=float(cfg.get("latent_penalty", 1e-3)),
             seed=self.seed,
             show_progress=self.show_progress and self.accelerator.is_main_process,
+            pool_size=int(cfg.get("pool_size", 64)),
         )
         if self.accelerator.num_processes > 1:  # identical runs, but make sure every process agrees
             from accelerate.utils import broadcast
