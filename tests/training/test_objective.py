@@ -91,7 +91,7 @@ def test_overfitting_one_batch_lowers_the_loss(setup):
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=3e-3)
     config = ObjectiveConfig(multi_res_noise=False)
     losses = []
-    for _ in range(20):
+    for _ in range(40):
         loss, _ = compute_loss(
             module,
             models.vae,
@@ -106,7 +106,7 @@ def test_overfitting_one_batch_lowers_the_loss(setup):
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())
-    assert np.mean(losses[-3:]) < 0.75 * np.mean(losses[:3]), losses
+    assert np.mean(losses[-3:]) < 0.65 * np.mean(losses[:3]), losses
 
 
 def test_multi_resolution_noise():

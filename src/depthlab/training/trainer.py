@@ -69,9 +69,14 @@ __all__ = ["Trainer", "ValidationSettings", "run_validation", "micro_batch_seed"
 _CHECKPOINT_PREFIX = "step_"
 
 
-def micro_batch_seed(seed: int, step: int, micro: int, rank: int) -> int:
-    """Seed of the noise/timestep generator of one micro-batch on one process."""
-    return int(np.random.SeedSequence([int(seed), int(step), int(micro), int(rank)]).generate_state(1)[0])
+def micro_batch_seed(seed: int, step: int, index: int) -> int:
+    """Seed of the noise/timestep generator of micro-batch ``index`` of optimizer step ``step``.
+
+    ``index = micro * processes + rank`` enumerates the micro-batches of a step in the order of the
+    sample stream, so 1 process x 2 accumulation steps and 2 processes x 1 step draw the same
+    samples and the same noise (and reach the same weights up to float reduction order).
+    """
+    return int(np.random.SeedSequence([int(seed), int(step), int(index)]).generate_state(1)[0])
 
 
 def find_checkpoint(output_dir: str | Path, resume: str | Path) -> Path:
@@ -518,7 +523,7 @@ class Trainer:
             for micro in range(self.accumulation_steps):
                 batch = next(loader_iter)
                 generator = torch.Generator().manual_seed(
-                    micro_batch_seed(self.seed, step, micro, acc.process_index)
+                    micro_batch_seed(self.seed, step, micro * acc.num_processes + acc.process_index)
                 )
                 sync = micro == self.accumulation_steps - 1
                 context = contextlib.nullcontext() if sync else acc.no_sync(self.module)
@@ -594,7 +599,7 @@ class Trainer:
         from depthlab.training.vae_warmup import warmup_vae
 
         cfg = self.vae_warmup_cfg
-        self.models.vae.to(self.accelerator.device, torch.float32)
+        self.models.vae.to(self.accelerator.device)
         stats = warmup_vae(
             self.models.vae,
             self.dataset,
