@@ -115,7 +115,7 @@ def main() -> None:
         module.fusion.clear()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return float(loss)
+        return float(loss.detach())
 
     for i in range(args.warmup):
         step(i)

@@ -1,7 +1,8 @@
 """DepthLab trainer on Hugging Face accelerate (1 process, multi-GPU, multi-node: same code).
 
 Launch with ``depthlab train --config configs/train/<x>.yaml [key=value ...]`` (one process) or
-``accelerate launch [--multi_gpu|--cpu] --num_processes N -m depthlab.training --config ...``.
+``accelerate launch --multi_gpu --num_processes N -m depthlab.training --config ...`` (add
+``run.cpu=true`` for CPU processes with gloo; accelerate's ``--cpu`` flag starts one process).
 
 One optimizer step = ``accumulation_steps`` micro-batches of ``micro_batch_size`` samples on each
 of the ``P`` processes; ``accumulation_steps = effective_batch_size / (micro_batch_size * P)``
@@ -268,11 +269,10 @@ class Trainer:
         acc.register_for_checkpointing(self.lr_schedule)
         if self.ema is not None:
             acc.register_for_checkpointing(self.ema)
-        # Frozen encoders on the device, in the mixed-precision dtype.
-        frozen_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mixed_precision]
+        # Frozen encoders on the device, kept in float32 (autocast runs them in the mixed-precision
+        # dtype; storing them rounded would also round what the export writes).
         self.models.vae.to(acc.device)
-        self.models.image_encoder.to(acc.device, frozen_dtype)
-        self.frozen_dtype = frozen_dtype
+        self.models.image_encoder.to(acc.device)
 
         self.validation_cfg = dict(self.config.get("validation") or {})
         self.validation_items: list[ValidationItem] | None = None
