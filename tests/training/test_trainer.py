@@ -20,7 +20,10 @@ def checkpoint_weights(output_dir: Path, step: int) -> dict[str, torch.Tensor]:
 
 
 def test_resume_reproduces_the_uninterrupted_run(tiny_config):
-    common = {"run": {"max_steps": 4, "checkpoint_every": 2}}
+    common = {
+        "run": {"max_steps": 4, "checkpoint_every": 2},
+        "model": {"vae_warmup": {"steps": 2, "batch_size": 2, "pool_size": 4, "lr": 1e-3}},
+    }
     straight = tiny_config("straight", common)
     Trainer(straight, show_progress=False).train()
 
@@ -39,6 +42,9 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_config):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
     # The weights did move away from the initial ones, and the EMA state was resumed too.
+    vae_a = load_file(str(Path(straight["run"]["output_dir"]) / "checkpoints/step_0000004/vae.safetensors"))
+    vae_b = load_file(str(out / "checkpoints/step_0000004/vae.safetensors"))
+    assert all(torch.equal(vae_a[k], vae_b[k]) for k in vae_a)
     first = checkpoint_weights(out, 2)
     assert any(not torch.equal(first[k], b[k]) for k in b)
     ema_a = torch.load(

@@ -209,7 +209,8 @@ class Trainer:
         self.keep_checkpoints = int(run.get("keep_checkpoints", 0) or 0)
         self.show_progress = show_progress
 
-        mixed_precision = str(self.config.get("mixed_precision", "no"))
+        mixed_precision = self.config.get("mixed_precision", "no")
+        mixed_precision = "no" if mixed_precision in (False, None) else str(mixed_precision)  # YAML: no -> False
         if mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"`mixed_precision` must be 'no', 'fp16' or 'bf16'; got {mixed_precision!r}")
         self.accelerator = Accelerator(
