@@ -55,7 +55,7 @@ from depthlab.outputs import DepthLabOutput
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DepthLabPipeline", "resolve_dtype"]
+__all__ = ["DepthLabPipeline", "resolve_dtype", "check_device_dtype", "clip_image_processor", "load_clip_vision"]
 
 _DTYPE_ALIASES = {
     "float32": torch.float32,
@@ -71,7 +71,7 @@ _FORMAT_VERSION = 1
 _PRESERVE_MODES = ("none", "exact", "smooth")
 
 
-def _clip_image_processor() -> Any:
+def clip_image_processor() -> Any:
     """``CLIPImageProcessor()`` with its built-in defaults (the Pillow implementation)."""
     try:  # transformers >= 5: the Pillow backend has its own class
         from transformers import CLIPImageProcessorPil
@@ -169,7 +169,7 @@ class DepthLabPipeline(DiffusionPipeline):
     ) -> None:
         super().__init__()
         if image_processor is None:
-            image_processor = _clip_image_processor()
+            image_processor = clip_image_processor()
         for name, model, channels in (
             ("reference_unet", reference_unet, 4),
             ("estimation_unet", estimation_unet, 12),
@@ -868,7 +868,7 @@ def _load_unet(
     return load_strict(model, state_dict, source, dtype=dtype)
 
 
-def _load_clip_vision(
+def load_clip_vision(
     folder: Path, dtype: torch.dtype, state_dict: dict | None = None
 ) -> CLIPVisionModelWithProjection:
     raw = json.loads((folder / "config.json").read_text())
@@ -948,10 +948,10 @@ def _load_original_layout(
         "vae": vae,
         "reference_unet": reference_unet,
         "estimation_unet": estimation_unet,
-        "image_encoder": _load_clip_vision(paths.clip, dtype),
+        "image_encoder": load_clip_vision(paths.clip, dtype),
         "image_projection": projection,
         "scheduler": DDIMScheduler.from_pretrained(marigold / "scheduler"),
-        "image_processor": _clip_image_processor(),
+        "image_processor": clip_image_processor(),
     }
     if load_text_encoder:
         components["text_encoder"], components["tokenizer"] = _load_text_encoder(marigold, dtype)
@@ -984,7 +984,7 @@ def _load_depthlab_layout(root: Path, load_text_encoder: bool, dtype: torch.dtyp
     components: dict[str, Any] = {
         "vae": vae,
         **unets,
-        "image_encoder": _load_clip_vision(root / "image_encoder", dtype, weights("image_encoder")),
+        "image_encoder": load_clip_vision(root / "image_encoder", dtype, weights("image_encoder")),
         "image_projection": projection,
         "scheduler": DDIMScheduler.from_pretrained(root / "scheduler"),
         "image_processor": _load_image_processor(root / "image_processor"),
@@ -999,7 +999,7 @@ def _load_depthlab_layout(root: Path, load_text_encoder: bool, dtype: torch.dtyp
 
 
 def _load_image_processor(folder: Path) -> Any:
-    processor = _clip_image_processor()
+    processor = clip_image_processor()
     if (folder / "preprocessor_config.json").is_file():
         processor = type(processor).from_pretrained(folder)
     return processor

@@ -224,9 +224,9 @@ def _check_marigold_conv(weight: torch.Tensor) -> None:
 
 # ------------------------------------------------------------------------------ builders
 def _image_processor() -> Any:
-    from depthlab.pipeline import _clip_image_processor
+    from depthlab.pipeline import clip_image_processor
 
-    return _clip_image_processor()
+    return clip_image_processor()
 
 
 def _unet_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -336,7 +336,7 @@ def models_from_marigold(
     seed: int = 0,
 ) -> TrainingModels:
     """Initialise DepthLab from a Marigold depth checkpoint (folder, original-layout root or hub id)."""
-    from depthlab.pipeline import _load_clip_vision
+    from depthlab.pipeline import load_clip_vision
 
     folder = _resolve_marigold(marigold)
     unet_config = dict(UNet2DConditionModel.load_config(folder / "unet"))
@@ -348,7 +348,7 @@ def models_from_marigold(
     vae = build_from_config(AutoencoderKL, AutoencoderKL.load_config(folder / "vae"))
     load_strict(vae, load_component_weights(folder / "vae"), f"VAE in {folder / 'vae'}", dtype=dtype)
     clip_folder = _resolve_clip(clip, folder)
-    image_encoder = _load_clip_vision(clip_folder, dtype)
+    image_encoder = load_clip_vision(clip_folder, dtype)
     projection_dim = int(image_encoder.config.projection_dim)
     context_dim = int(unet_config["cross_attention_dim"])
     projection = _new_projection(projection_dim, context_dim, projection_init, seed).to(dtype)
