@@ -263,6 +263,14 @@ def build_method(method: str, options: Mapping[str, Any] | None = None) -> Metho
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
+def _record_failure(
+    failures: list[dict], per_sample: list[dict], record: dict, stage: str, message: str
+) -> None:
+    """Note a failed (dataset, sample, protocol, method) in the failure list and the per-sample rows."""
+    failures.append({**record, "stage": stage, "error": message})
+    per_sample.append({**record, "region": "", "status": "failed", "error": message})
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
 
@@ -506,27 +514,13 @@ def run_evaluation(
                 logger.warning("sample %s of %s could not be loaded: %s", sample_id, label, message)
                 for protocol in config.protocols:
                     for method in config.methods:
-                        failures.append(
-                            {
-                                "dataset": label,
-                                "sample_id": sample_id,
-                                "protocol": protocol,
-                                "method": method,
-                                "stage": "load",
-                                "error": message,
-                            }
-                        )
-                        per_sample.append(
-                            {
-                                "dataset": label,
-                                "sample_id": sample_id,
-                                "protocol": protocol,
-                                "method": method,
-                                "region": "",
-                                "status": "failed",
-                                "error": message,
-                            }
-                        )
+                        record = {
+                            "dataset": label,
+                            "sample_id": sample_id,
+                            "protocol": protocol,
+                            "method": method,
+                        }
+                        _record_failure(failures, per_sample, record, "load", message)
                 progress.update(len(config.protocols) * len(config.methods))
                 continue
             sample_slug = _slug(sample_id)
@@ -540,27 +534,13 @@ def run_evaluation(
                 except Exception as error:  # noqa: BLE001
                     message = f"{type(error).__name__}: {error}"
                     for method in config.methods:
-                        failures.append(
-                            {
-                                "dataset": label,
-                                "sample_id": sample_id,
-                                "protocol": protocol,
-                                "method": method,
-                                "stage": "mask",
-                                "error": message,
-                            }
-                        )
-                        per_sample.append(
-                            {
-                                "dataset": label,
-                                "sample_id": sample_id,
-                                "protocol": protocol,
-                                "method": method,
-                                "region": "",
-                                "status": "failed",
-                                "error": message,
-                            }
-                        )
+                        record = {
+                            "dataset": label,
+                            "sample_id": sample_id,
+                            "protocol": protocol,
+                            "method": method,
+                        }
+                        _record_failure(failures, per_sample, record, "mask", message)
                     progress.update(len(config.methods))
                     continue
                 for method in config.methods:
@@ -632,8 +612,7 @@ def run_evaluation(
                         message = f"{type(error).__name__}: {error}"
                         logger.warning("%s %s %s %s failed: %s", label, sample_id, protocol, method, message)
                         logger.debug("%s", traceback.format_exc())
-                        failures.append({**record, "stage": "predict/score", "error": message})
-                        per_sample.append({**record, "region": "", "status": "failed", "error": message})
+                        _record_failure(failures, per_sample, record, "predict/score", message)
                     progress.update(1)
         progress.close()
 
