@@ -188,6 +188,12 @@ class DepthDataset:
     def read_npy(self, rel_path: str) -> np.ndarray:
         return np.load(io.BytesIO(self.read_bytes(rel_path)), allow_pickle=False)
 
+    def sample_ref(self, sample_id: str, paths: dict[str, Path]) -> SampleRef:
+        """A :class:`SampleRef` whose paths are stored relative to the dataset root."""
+        return SampleRef(
+            sample_id, {key: str(Path(path).relative_to(self.root)) for key, path in paths.items()}
+        )
+
     # ------------------------------------------------------------------ hooks
     def list_samples(self) -> list[SampleRef]:
         """Hook: the samples of this dataset, in a deterministic order."""
@@ -199,9 +205,7 @@ class DepthDataset:
         if array.ndim == 2:
             array = np.repeat(array[..., None], 3, axis=2)
         if array.dtype != np.uint8:
-            array = (array.astype(np.float64) / np.iinfo(array.dtype).max * 255 + 0.5).astype(
-                np.uint8
-            )
+            array = (array.astype(np.float64) / np.iinfo(array.dtype).max * 255 + 0.5).astype(np.uint8)
         return np.ascontiguousarray(array[..., :3])
 
     def load_depth(self, ref: SampleRef) -> np.ndarray:
@@ -258,8 +262,7 @@ class DepthDataset:
         depth = np.asarray(self.load_depth(ref), dtype=np.float32)
         if depth.shape != rgb.shape[:2]:
             raise ValueError(
-                f"sample {ref.sample_id!r}: depth {depth.shape} and rgb {rgb.shape[:2]} "
-                "differ in size"
+                f"sample {ref.sample_id!r}: depth {depth.shape} and rgb {rgb.shape[:2]} differ in size"
             )
         depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
         valid = self.load_valid_mask(ref, depth)
@@ -267,9 +270,7 @@ class DepthDataset:
         if known is not None:
             known = np.asarray(known, dtype=np.float32)
             if known.shape != depth.shape:
-                raise ValueError(
-                    f"sample {ref.sample_id!r}: known depth {known.shape} != {depth.shape}"
-                )
+                raise ValueError(f"sample {ref.sample_id!r}: known depth {known.shape} != {depth.shape}")
             known = np.where(np.isfinite(known) & (known > 0), known, 0.0).astype(np.float32)
         sample = DepthSample(
             sample_id=ref.sample_id,
@@ -317,8 +318,7 @@ class DepthDataset:
                 path = candidate
         if path is None:
             raise ValueError(
-                f"dataset {self.name!r} needs `split_file` "
-                "(a list of relative paths, one sample per line)"
+                f"dataset {self.name!r} needs `split_file` (a list of relative paths, one sample per line)"
             )
         self.split_file = Path(path)
         return read_split_file(path)

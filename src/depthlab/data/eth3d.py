@@ -30,17 +30,14 @@ class ETH3DDataset(DepthDataset):
         for row in self._split_rows(default="eth3d_filename_list.txt"):
             if len(row) < 2:
                 raise ValueError(f"ETH3D split line needs 'rgb depth'; got {row}")
-            refs.append(
-                SampleRef(str(Path(row[0]).with_suffix("")), {"rgb": row[0], "depth": row[1]})
-            )
+            refs.append(SampleRef(str(Path(row[0]).with_suffix("")), {"rgb": row[0], "depth": row[1]}))
         return refs
 
     def load_depth(self, ref: SampleRef) -> np.ndarray:
         buffer = np.frombuffer(self.read_bytes(ref.paths["depth"]), dtype="<f4").copy()
         if buffer.size != self.height * self.width:
             raise ValueError(
-                f"{ref.paths['depth']}: expected {self.height}x{self.width} float32 values; "
-                f"got {buffer.size}"
+                f"{ref.paths['depth']}: expected {self.height}x{self.width} float32 values; got {buffer.size}"
             )
         buffer[~np.isfinite(buffer)] = 0.0
         return buffer.reshape(self.height, self.width)

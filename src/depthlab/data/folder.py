@@ -78,15 +78,11 @@ class FolderDataset(DepthDataset):
     def list_samples(self) -> list[SampleRef]:
         rgb_folder = self.root / self.dirs["rgb"]
         if not rgb_folder.is_dir():
-            raise FileNotFoundError(
-                f"folder dataset needs {rgb_folder}/ (and {self.dirs['depth']}/)"
-            )
+            raise FileNotFoundError(f"folder dataset needs {rgb_folder}/ (and {self.dirs['depth']}/)")
         if self.split_file is not None:
             stems = [Path(row[0]).stem for row in self._split_rows()]
         else:
-            stems = sorted(
-                {p.stem for p in rgb_folder.iterdir() if p.suffix.lower() in _RGB_EXTENSIONS}
-            )
+            stems = sorted({p.stem for p in rgb_folder.iterdir() if p.suffix.lower() in _RGB_EXTENSIONS})
         refs = []
         for stem in stems:
             rgb = self._find("rgb", stem, _RGB_EXTENSIONS)
@@ -98,9 +94,7 @@ class FolderDataset(DepthDataset):
                 found = self._find(role, stem, extensions)
                 if found is not None:
                     paths[role] = found
-            refs.append(
-                SampleRef(stem, {k: str(p.relative_to(self.root)) for k, p in paths.items()})
-            )
+            refs.append(self.sample_ref(stem, paths))
         return refs
 
     def _read_array(self, rel_path: str) -> np.ndarray:
@@ -113,9 +107,7 @@ class FolderDataset(DepthDataset):
             array = self.read_image(rel_path)
         array = np.squeeze(np.asarray(array))
         if array.ndim != 2:
-            raise ValueError(
-                f"{rel_path}: expected a single-channel [H, W] map; got shape {array.shape}"
-            )
+            raise ValueError(f"{rel_path}: expected a single-channel [H, W] map; got shape {array.shape}")
         return array
 
     def load_depth(self, ref: SampleRef) -> np.ndarray:

@@ -59,9 +59,8 @@ class HypersimDataset(DepthDataset):
         for rgb in sorted(self.root.rglob("rgb_*.png")):
             depth = rgb.with_name("depth_plane_" + rgb.name.removeprefix("rgb_"))
             if depth.is_file():
-                rel_rgb, rel_depth = rgb.relative_to(self.root), depth.relative_to(self.root)
-                paths = {"rgb": str(rel_rgb), "depth": str(rel_depth)}
-                refs.append(SampleRef(str(rel_rgb.with_suffix("")), paths))
+                sample_id = str(rgb.relative_to(self.root).with_suffix(""))
+                refs.append(self.sample_ref(sample_id, {"rgb": rgb, "depth": depth}))
         return refs
 
     def load_depth(self, ref: SampleRef) -> np.ndarray:

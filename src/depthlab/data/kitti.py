@@ -99,11 +99,7 @@ class KITTIEigenDataset(DepthDataset):
             if len(row) < 2 or row[1] == "None":
                 continue
             extra = {"focal": float(row[2])} if len(row) > 2 else {}
-            refs.append(
-                SampleRef(
-                    str(Path(row[0]).with_suffix("")), {"rgb": row[0], "depth": row[1]}, extra
-                )
-            )
+            refs.append(SampleRef(str(Path(row[0]).with_suffix("")), {"rgb": row[0], "depth": row[1]}, extra))
         return refs
 
     def load_depth(self, ref: SampleRef) -> np.ndarray:
@@ -144,15 +140,12 @@ class KITTIDepthCompletionDataset(DepthDataset):
             paths = {
                 "rgb": image_path,
                 "known": base / "velodyne_raw" / name.replace("_image_", "_velodyne_raw_", 1),
-                "depth": base
-                / "groundtruth_depth"
-                / name.replace("_image_", "_groundtruth_depth_", 1),
+                "depth": base / "groundtruth_depth" / name.replace("_image_", "_groundtruth_depth_", 1),
                 "intrinsics": base / "intrinsics" / (image_path.stem + ".txt"),
             }
             if not paths["depth"].is_file():
                 continue
-            rel = {key: str(path.relative_to(self.root)) for key, path in paths.items()}
-            refs.append(SampleRef(image_path.stem, rel))
+            refs.append(self.sample_ref(image_path.stem, paths))
         return refs
 
     def load_depth(self, ref: SampleRef) -> np.ndarray:
@@ -166,13 +159,9 @@ class KITTIDepthCompletionDataset(DepthDataset):
     def load_intrinsics(self, ref: SampleRef) -> np.ndarray | None:
         if not self.exists(ref.paths["intrinsics"]):
             return None
-        values = np.array(
-            self.read_bytes(ref.paths["intrinsics"]).decode().split(), dtype=np.float64
-        )
+        values = np.array(self.read_bytes(ref.paths["intrinsics"]).decode().split(), dtype=np.float64)
         if values.size != 9:
-            raise ValueError(
-                f"{ref.paths['intrinsics']}: expected 9 numbers (3x3 K); got {values.size}"
-            )
+            raise ValueError(f"{ref.paths['intrinsics']}: expected 9 numbers (3x3 K); got {values.size}")
         return values.reshape(3, 3)
 
 
@@ -256,9 +245,7 @@ class KITTIObjectDataset(DepthDataset):
             calib = base / "calib" / f"{frame}.txt"
             if scan.is_file() and calib.is_file():
                 paths = {"rgb": image_path, "velodyne": scan, "calib": calib}
-                refs.append(
-                    SampleRef(frame, {k: str(p.relative_to(self.root)) for k, p in paths.items()})
-                )
+                refs.append(self.sample_ref(frame, paths))
         return refs
 
     def _calib(self, ref: SampleRef) -> dict[str, np.ndarray]:
@@ -267,9 +254,7 @@ class KITTIObjectDataset(DepthDataset):
     def load_depth(self, ref: SampleRef) -> np.ndarray:
         with_size = self.read_image(ref.paths["rgb"])
         height, width = with_size.shape[:2]
-        scan = np.frombuffer(self.read_bytes(ref.paths["velodyne"]), dtype=np.float32).reshape(
-            -1, 4
-        )
+        scan = np.frombuffer(self.read_bytes(ref.paths["velodyne"]), dtype=np.float32).reshape(-1, 4)
         return project_velodyne(scan, self._calib(ref), height, width, min_depth=self.min_depth)
 
     def load_intrinsics(self, ref: SampleRef) -> np.ndarray | None:

@@ -75,15 +75,7 @@ class NYUv2Dataset(DepthDataset):
                 prefix = rgb_path.name[: -len("_colors.png")]
                 depth_path = rgb_path.with_name(f"{prefix}_depth.png")
                 if depth_path.is_file():
-                    refs.append(
-                        SampleRef(
-                            prefix,
-                            {
-                                "rgb": str(rgb_path.relative_to(self.root)),
-                                "depth": str(depth_path.relative_to(self.root)),
-                            },
-                        )
-                    )
+                    refs.append(self.sample_ref(prefix, {"rgb": rgb_path, "depth": depth_path}))
             return refs
         self.layout = "marigold"
         refs = []

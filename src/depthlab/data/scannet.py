@@ -28,9 +28,7 @@ class ScanNetDataset(DepthDataset):
         for row in self._split_rows(default="scannet_val_sampled_list_800_1.txt"):
             if len(row) < 2:
                 raise ValueError(f"ScanNet split line needs 'rgb depth'; got {row}")
-            refs.append(
-                SampleRef(str(Path(row[0]).with_suffix("")), {"rgb": row[0], "depth": row[1]})
-            )
+            refs.append(SampleRef(str(Path(row[0]).with_suffix("")), {"rgb": row[0], "depth": row[1]}))
         return refs
 
     def load_depth(self, ref: SampleRef) -> np.ndarray:

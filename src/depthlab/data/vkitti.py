@@ -58,9 +58,8 @@ class VirtualKITTIDataset(DepthDataset):
             name = "depth_" + rgb.stem.removeprefix("rgb_") + ".png"
             depth = self.root / "depth" / Path(*parts) / name
             if depth.is_file():
-                rel_rgb, rel_depth = rgb.relative_to(self.root), depth.relative_to(self.root)
-                paths = {"rgb": str(rel_rgb), "depth": str(rel_depth)}
-                refs.append(SampleRef(str(rel_rgb.with_suffix("")), paths))
+                sample_id = str(rgb.relative_to(self.root).with_suffix(""))
+                refs.append(self.sample_ref(sample_id, {"rgb": rgb, "depth": depth}))
         return refs
 
     def load_depth(self, ref: SampleRef) -> np.ndarray:

@@ -34,28 +34,6 @@ import numpy as np
 
 from depthlab.inputs import to_numpy
 
-__all__ = [
-    "METRIC_NAMES",
-    "METRICS",
-    "HIGHER_IS_BETTER",
-    "REGIONS",
-    "abs_rel",
-    "sq_rel",
-    "rmse",
-    "rmse_log",
-    "log10",
-    "mae",
-    "i_rmse",
-    "i_mae",
-    "delta1",
-    "delta2",
-    "delta3",
-    "compute_metrics",
-    "region_mask",
-    "clip_prediction",
-    "scored_pixels",
-]
-
 METRIC_NAMES = (
     "abs_rel",
     "sq_rel",
@@ -69,6 +47,17 @@ METRIC_NAMES = (
     "delta2",
     "delta3",
 )
+__all__ = [
+    "METRIC_NAMES",
+    "METRICS",
+    "HIGHER_IS_BETTER",
+    "REGIONS",
+    *METRIC_NAMES,
+    "compute_metrics",
+    "region_mask",
+    "clip_prediction",
+    "scored_pixels",
+]
 HIGHER_IS_BETTER = frozenset({"delta1", "delta2", "delta3"})
 REGIONS = ("unknown", "known", "all")
 DEFAULT_MIN_PRED = 1e-6

@@ -263,6 +263,11 @@ def build_method(method: str, options: Mapping[str, Any] | None = None) -> Metho
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
+def _item_key(dataset: str, sample_id: str, protocol: str, method: str) -> dict[str, str]:
+    """The columns that identify one (dataset, sample, protocol, method) row."""
+    return {"dataset": dataset, "sample_id": sample_id, "protocol": protocol, "method": method}
+
+
 def _record_failure(
     failures: list[dict], per_sample: list[dict], record: dict, stage: str, message: str
 ) -> None:
@@ -514,12 +519,7 @@ def run_evaluation(
                 logger.warning("sample %s of %s could not be loaded: %s", sample_id, label, message)
                 for protocol in config.protocols:
                     for method in config.methods:
-                        record = {
-                            "dataset": label,
-                            "sample_id": sample_id,
-                            "protocol": protocol,
-                            "method": method,
-                        }
+                        record = _item_key(label, sample_id, protocol, method)
                         _record_failure(failures, per_sample, record, "load", message)
                 progress.update(len(config.protocols) * len(config.methods))
                 continue
@@ -534,23 +534,13 @@ def run_evaluation(
                 except Exception as error:  # noqa: BLE001
                     message = f"{type(error).__name__}: {error}"
                     for method in config.methods:
-                        record = {
-                            "dataset": label,
-                            "sample_id": sample_id,
-                            "protocol": protocol,
-                            "method": method,
-                        }
+                        record = _item_key(label, sample_id, protocol, method)
                         _record_failure(failures, per_sample, record, "mask", message)
                     progress.update(len(config.methods))
                     continue
                 for method in config.methods:
                     progress.set_postfix_str(f"{protocol} {method} {sample_id}"[:60])
-                    record = {
-                        "dataset": label,
-                        "sample_id": sample_id,
-                        "protocol": protocol,
-                        "method": method,
-                    }
+                    record = _item_key(label, sample_id, protocol, method)
                     pred_path = base / "predictions" / protocol_slug / _slug(method) / f"{sample_slug}.npy"
                     seconds = math.nan
                     reused = False
