@@ -90,7 +90,8 @@ class LoadedMethod:
 
     name: str
     reason: str
-    pipeline: Any = None
+    pipeline: Any = None  # DepthLab (called per item with the item's own generator)
+    prepared: Any = None  # any other method: a ``depthlab.completion.PreparedMethod``
 
 
 def _torch_dtype(name: str | None) -> Any:
@@ -112,10 +113,12 @@ def load_method(
     ``device``: where DepthLab runs (the process's accelerator under ``accelerate``); None:
     ``options.device``, else CUDA when available, else CPU. A given ``pipeline`` is used as is.
     """
-    from depthlab.completion import load_pipeline, resolve_method
+    from depthlab.completion import load_pipeline, prepare_method, resolve_method
 
     chosen, reason, paths = resolve_method(method, pipeline=pipeline, checkpoints=options.checkpoints)
-    if chosen == "depthlab" and pipeline is None:
+    if chosen != "depthlab":
+        return LoadedMethod(name=chosen, reason=reason, prepared=prepare_method(chosen))
+    if pipeline is None:
         import torch
 
         device = device or options.device or ("cuda" if torch.cuda.is_available() else "cpu")

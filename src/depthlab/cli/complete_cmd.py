@@ -48,8 +48,18 @@ def _formats(text: str) -> list[str]:
     return names
 
 
+def _method(text: str) -> str:
+    """``--method`` value: a method of the registry (depthlab.completion)."""
+    from depthlab.completion import check_method
+
+    try:
+        return check_method(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def register(subparsers: Any) -> None:
-    from depthlab.completion import METHODS
+    from depthlab.completion import describe_methods
 
     parser = subparsers.add_parser(
         "complete",
@@ -123,9 +133,10 @@ def register(subparsers: Any) -> None:
     method_group = parser.add_argument_group("method")
     method_group.add_argument(
         "--method",
-        choices=METHODS,
+        type=_method,
         default="auto",
-        help="auto (default): DepthLab if its weights are found, else guided",
+        metavar="METHOD",
+        help="one of: " + "; ".join(describe_methods().splitlines()) + " (default auto)",
     )
     method_group.add_argument(
         "--checkpoints",
