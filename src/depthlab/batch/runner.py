@@ -417,8 +417,8 @@ def run_batch(
         options: how items are read, completed and written.
         out: output folder; checked writable before any work. Results manifest:
             ``out/depthlab-results.jsonl``.
-        shard: ``(rank, world_size)``: process only this contiguous share of the items to compute
-            (the manifest parts are merged by a later run or :func:`depthlab.batch.manifest.merge`).
+        shard: ``(rank, world_size)``: process only this contiguous share of ``items`` (the
+            manifest parts are merged by a later run or :func:`depthlab.batch.merge_results`).
             None: one process, or every process of an ``accelerate launch`` / ``torchrun`` launch
             (shares from accelerate's ``split_between_processes``, manifest merged at the end).
         pipeline: a loaded DepthLab pipeline to use instead of loading one.
@@ -452,17 +452,17 @@ def run_batch(
     if on_method is not None and is_main:
         on_method(loaded)
 
-    # 3. plan on every process from the same manifest, then split the work to compute
-    tasks, skips = plan(items, loaded.name, options, out)
+    # 3. the work of this process: under a launch every process plans from the same manifest
+    #    and the items still to compute are split (balanced); an explicit shard takes its share of
+    #    the whole list (shards run at different times must not depend on each other's progress)
     if state is not None:
+        tasks, skips = plan(items, loaded.name, options, out)
         state.wait_for_everyone()  # nobody writes a part before everybody has planned
         with state.split_between_processes(tasks) as mine:
             my_tasks = list(mine)
         my_skips = skips if is_main else []
     else:
-        my_tasks = shard_items(tasks, rank, world)
-        my_skips = skips if is_main else []
-
+        my_tasks, my_skips = plan(shard_items(items, rank, world), loaded.name, options, out)
     # 4. run; each record is on disk before the next item starts
     writer = manifest.PartWriter(out, tag=f"r{rank}")
     completed: list[dict[str, Any]] = []

@@ -9,11 +9,11 @@ with ``_mask`` and ``_points``. Files whose stem ends with ``_depth``, ``_mask``
 are never taken as images. A CSV manifest with columns ``image,depth[,mask][,points][,out]``
 replaces the rule.
 
-Outputs can never be taken as inputs, by construction: a file is excluded as an image or a
-depth/mask/points candidate when it is an output path (any format) of an item of this work list,
-or when a results manifest (``depthlab-results.jsonl``, written by every run) in a searched folder
-records it as an output. An item whose outputs would replace one of the work list's inputs is an
-error before any work. Symlinked files and folders are followed; paths are never resolved through
+Outputs can never be taken as inputs: a file that a results manifest (``depthlab-results.jsonl``,
+written by every run) in a searched folder or in ``out`` records as an output is excluded as an
+image and as a depth/mask/points candidate, and a work list in which an output path of one item
+is an input of any item is an error before any work (so a file at an output path that no run
+recorded is never read as input and then overwritten). Symlinked files and folders are followed; paths are never resolved through
 their links, so outputs mirror the layout the user sees.
 """
 
@@ -301,19 +301,13 @@ def _from_images(spec: WorkListSpec, out: Path, formats: tuple[str, ...]) -> lis
         if path.is_dir():
             searched.append(path)
 
-    # 1. outputs of this work list and outputs recorded by earlier runs are never inputs
-    #    (an image that this run's outputs would replace is an error below, not skipped in silence)
+    # 1. outputs recorded by earlier runs (results manifests in the searched folders) are never
+    #    inputs; a file at one of this run's output paths that no run recorded stays a candidate,
+    #    so that it is refused below ("would replace an input") rather than silently skipped
     recorded: set[Path] = set()
     for folder in dict.fromkeys([out, *searched]):
         recorded |= recorded_outputs(folder)
-    kept = [
-        (image, out / _relative_key(image, root).parent / image.stem)
-        for image in images
-        if image not in recorded
-    ]
-    excluded = set(recorded)
-    for _, prefix in kept:
-        excluded.update(Path(f"{prefix}{FORMATS[f].suffix}") for f in formats)
+    kept = [image for image in images if image not in recorded]
     if not kept:
         raise ValueError(
             f"IMAGE {' '.join(spec.images)}: every image found is an output of an earlier depthlab run"
@@ -321,8 +315,9 @@ def _from_images(spec: WorkListSpec, out: Path, formats: tuple[str, ...]) -> lis
 
     # 2. match depth / mask / points for every image
     items = []
-    for image, prefix in kept:
+    for image in kept:
         rel_parent = _relative_key(image, root).parent
+        prefix = out / rel_parent / image.stem
         found: dict[str, Path | None] = {}
         for name, tag, suffixes in (
             ("depth", "depth", DEPTH_SUFFIXES),
@@ -332,12 +327,12 @@ def _from_images(spec: WorkListSpec, out: Path, formats: tuple[str, ...]) -> lis
             path = given[name]
             if path is None:
                 found[name] = (
-                    _match(image.parent, Path("."), image.stem, tag, suffixes, excluded | {image})
+                    _match(image.parent, Path("."), image.stem, tag, suffixes, recorded | {image})
                     if name == "depth" and given["points"] is None
                     else None
                 )
             elif path.is_dir():
-                found[name] = _match(path, rel_parent, image.stem, tag, suffixes, excluded | {image})
+                found[name] = _match(path, rel_parent, image.stem, tag, suffixes, recorded | {image})
             else:
                 found[name] = path
         items.append(
