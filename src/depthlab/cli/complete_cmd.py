@@ -66,8 +66,18 @@ def _formats(text: str) -> list[str]:
     return names
 
 
+def _method(text: str) -> str:
+    """``--method`` value: a method of the registry (depthlab.completion)."""
+    from depthlab.completion import check_method
+
+    try:
+        return check_method(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def register(subparsers: Any) -> None:
-    from depthlab.completion import METHODS
+    from depthlab.completion import describe_methods
 
     parser = subparsers.add_parser(
         "complete",
@@ -110,8 +120,9 @@ def register(subparsers: Any) -> None:
     out_group.add_argument("--quiet", action="store_true", help="no progress bar")
 
     method_group = parser.add_argument_group("method")
-    method_group.add_argument("--method", choices=METHODS, default="auto",
-                              help="auto (default): DepthLab if its weights are found, else guided")
+    method_group.add_argument("--method", type=_method, default="auto", metavar="METHOD",
+                              help="one of: " + "; ".join(describe_methods().splitlines())
+                              + " (default auto)")
     method_group.add_argument("--checkpoints", default=None,
                               help="DepthLab weights folder (original or save_pretrained layout); "
                               "default: $DEPTHLAB_CHECKPOINTS, then the huggingface_hub cache")
