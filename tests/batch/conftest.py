@@ -23,14 +23,18 @@ def _write_item(folder: Path, stem: str, seed: int, h: int = 24, w: int = 32, im
     """RGB ``<stem><image_suffix>.png`` and sparse uint16 mm depth ``<stem>_depth.png``; returns the depth."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(folder / f"{stem}{image_suffix}.png")
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
+        folder / f"{stem}{image_suffix}.png"
+    )
     depth = rng.integers(1000, 4000, (h, w)).astype(np.uint16)
     depth[rng.random((h, w)) < 0.6] = 0
     Image.fromarray(depth).save(folder / f"{stem}_depth.png")
     return depth
 
 
-def _write_nyu_frames(folder: Path, count: int, size: tuple[int, int] = (60, 80), keep: float = 0.05) -> list[str]:
+def _write_nyu_frames(
+    folder: Path, count: int, size: tuple[int, int] = (60, 80), keep: float = 0.05
+) -> list[str]:
     """``count`` real NYUv2 frames, downsized to ``size`` (H, W), depth thinned to ``keep`` of the pixels.
 
     Written to ``folder`` (a temporary folder: the data is never copied into the repository).

@@ -1,9 +1,16 @@
 import json
 
-import numpy as np
 import pytest
 
-from depthlab.batch import BatchOptions, WorkListSpec, collect_items, item_seed, merge_results, run_batch, shard_items
+from depthlab.batch import (
+    BatchOptions,
+    WorkListSpec,
+    collect_items,
+    item_seed,
+    merge_results,
+    run_batch,
+    shard_items,
+)
 from depthlab.cli import main
 
 
@@ -21,10 +28,16 @@ def test_rerun_with_other_settings_never_mixes(tmp_path, write_item, capsys):
     status = main(_args(tmp_path / "in", out, "--method", "nearest", "--format", "npy,color,panel"))
     captured = capsys.readouterr()
     assert status == 1
-    assert "2 skipped: outputs exist from a run with method: 'linear' -> 'nearest'; --overwrite to recompute" in captured.err
+    assert (
+        "2 skipped: outputs exist from a run with method: 'linear' -> 'nearest'; --overwrite to recompute"
+        in captured.err
+    )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no colour/panel next to old npy
     # --overwrite recomputes everything with the new settings
-    assert main(_args(tmp_path / "in", out, "--method", "nearest", "--format", "npy,color,panel", "--overwrite")) == 0
+    assert (
+        main(_args(tmp_path / "in", out, "--method", "nearest", "--format", "npy,color,panel", "--overwrite"))
+        == 0
+    )
     assert (out / "a_colors_panel.png").is_file()
     rows = [json.loads(line) for line in (out / "depthlab-results.jsonl").read_text().splitlines()]
     assert [r["item"] for r in rows] == ["a_colors", "b_colors"]
@@ -83,7 +96,9 @@ def test_shards_give_the_single_process_result_bit_for_bit(tmp_path, write_item,
         write_item(tmp_path / "in", f"f{i}", i)
     pipeline = DepthLabPipeline.build_tiny(seed=0)
     options = BatchOptions(
-        depth_scale=1000, formats=("npy", "png16"), progress=False,
+        depth_scale=1000,
+        formats=("npy", "png16"),
+        progress=False,
         method_options={"num_inference_steps": 2, "processing_resolution": 32, "strength": 1.0},
     )
     single, sharded = tmp_path / "single", tmp_path / "sharded"
@@ -114,8 +129,18 @@ def test_shard_items_is_the_split_between_processes_rule():
 def test_single_image_error_is_one_line_exit_2(tmp_path, write_item, capsys):
     write_item(tmp_path, "a", 0)
     (tmp_path / "a_depth.png").write_bytes(b"broken")
-    status = main(["complete", str(tmp_path / "a_colors.png"), "--depth-scale", "1000", "--method", "linear",
-                   "--out", str(tmp_path / "o")])
+    status = main(
+        [
+            "complete",
+            str(tmp_path / "a_colors.png"),
+            "--depth-scale",
+            "1000",
+            "--method",
+            "linear",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 2 and "a_depth.png" in err and "Traceback" not in err
     rows = [json.loads(x) for x in (tmp_path / "o" / "depthlab-results.jsonl").read_text().splitlines()]

@@ -25,10 +25,25 @@ def test_color_suffix_images_are_inputs(tmp_path, write_item, capsys):
     for spec in (str(tmp_path / "in"), str(tmp_path / "in" / "*_color.png")):
         items = collect_items(WorkListSpec(images=[spec], out=str(tmp_path / "out")))
         assert [(i.image.name, i.depth.name) for i in items] == [
-            ("x_color.png", "x_depth.png"), ("y_color.png", "y_depth.png")
+            ("x_color.png", "x_depth.png"),
+            ("y_color.png", "y_depth.png"),
         ]
-    assert main(["complete", str(tmp_path / "in" / "*_color.png"), "--depth-scale", "1000", "--method",
-                 "nearest", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "complete",
+                str(tmp_path / "in" / "*_color.png"),
+                "--depth-scale",
+                "1000",
+                "--method",
+                "nearest",
+                "--out",
+                str(tmp_path / "out"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "2 completed" in capsys.readouterr().out
     assert (tmp_path / "out" / "x_color_depth.npy").is_file()
 
@@ -38,8 +53,19 @@ def test_outputs_in_the_input_folder_are_never_inputs(tmp_path, write_item, caps
     data = tmp_path / "data"
     depth = {stem: write_item(data, stem, i) for i, stem in enumerate(["a", "b"])}
     inputs_before = {p.name: p.read_bytes() for p in data.iterdir()}
-    args = ["complete", str(data), "--depth-scale", "1000", "--out", str(data), "--format", "npy,png16,color",
-            "--method", "nearest", "--quiet"]
+    args = [
+        "complete",
+        str(data),
+        "--depth-scale",
+        "1000",
+        "--out",
+        str(data),
+        "--format",
+        "npy,png16,color",
+        "--method",
+        "nearest",
+        "--quiet",
+    ]
     assert main(args) == 0
     first = {stem: np.load(data / f"{stem}_colors_depth.npy") for stem in depth}
     for stem, stored in depth.items():
@@ -56,15 +82,28 @@ def test_outputs_in_the_input_folder_are_never_inputs(tmp_path, write_item, caps
     # another --out: the outputs recorded in data/ are still not taken as images or depth
     items = collect_items(WorkListSpec(images=[str(data)], out=str(tmp_path / "elsewhere")))
     assert [(i.image.name, i.depth.name) for i in items] == [
-        ("a_colors.png", "a_depth.png"), ("b_colors.png", "b_depth.png")
+        ("a_colors.png", "a_depth.png"),
+        ("b_colors.png", "b_depth.png"),
     ]
 
 
 def test_output_that_would_replace_an_input_is_refused(tmp_path, write_item, capsys):
     write_item(tmp_path, "a", 0, image_suffix="")  # a.png + a_depth.png: png16 of a is a_depth.png
     before = (tmp_path / "a_depth.png").read_bytes()
-    status = main(["complete", str(tmp_path), "--depth-scale", "1000", "--out", str(tmp_path),
-                   "--format", "npy,png16", "--method", "nearest"])
+    status = main(
+        [
+            "complete",
+            str(tmp_path),
+            "--depth-scale",
+            "1000",
+            "--out",
+            str(tmp_path),
+            "--format",
+            "npy,png16",
+            "--method",
+            "nearest",
+        ]
+    )
     assert status == 2
     err = capsys.readouterr().err
     assert "would replace an input" in err and "--out" in err and len(err.strip().splitlines()) == 1
@@ -89,8 +128,22 @@ def test_folder_of_symlinks(tmp_path, write_item, capsys):
     for name in ("a_colors.png", "a_depth.png"):
         os.symlink(real / name, links / f"l{name}")
     os.symlink(real / "deep", links / "sub")
-    assert main(["complete", str(links), "--depth-scale", "1000", "--method", "linear",
-                 "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "complete",
+                str(links),
+                "--depth-scale",
+                "1000",
+                "--method",
+                "linear",
+                "--out",
+                str(tmp_path / "out"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "2 completed" in capsys.readouterr().out
     assert (tmp_path / "out" / "la_colors_depth.npy").is_file()
     assert (tmp_path / "out" / "sub" / "b_colors_depth.npy").is_file()
