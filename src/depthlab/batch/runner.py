@@ -350,13 +350,18 @@ def check_out_writable(out: str | os.PathLike) -> Path:
     return out
 
 
-def _distributed_state() -> Any:
-    """The ``accelerate.PartialState`` when launched with several processes (accelerate/torchrun), else None."""
+def _distributed_state(options: BatchOptions) -> Any:
+    """The ``accelerate.PartialState`` when launched with several processes (accelerate/torchrun), else None.
+
+    Each process runs on its own accelerator (``state.device``); on machines without one, or with
+    ``device="cpu"``, the processes run on the CPU (gloo).
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=options.device == "cpu" or not torch.cuda.is_available())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -374,6 +379,8 @@ class BatchReport:
             same settings).
         manifest: path of the results manifest.
         seconds: wall time of the run.
+        process_index: this process's rank in a multi-process launch (0: the main process,
+            which reports).
     """
 
     method: str
@@ -383,6 +390,7 @@ class BatchReport:
     skipped: dict[str, int] = field(default_factory=dict)
     manifest: Path | None = None
     seconds: float = 0.0
+    process_index: int = 0
 
     @property
     def num_skipped(self) -> int:
@@ -443,7 +451,7 @@ def run_batch(
     out = check_out_writable(out)
 
     # 1. who am I: the whole list, an explicit shard, or one process of a launch
-    state = _distributed_state() if shard is None else None
+    state = _distributed_state(options) if shard is None else None
     rank, world = (state.process_index, state.num_processes) if state is not None else (shard or (0, 1))
     is_main = rank == 0
 
@@ -528,6 +536,7 @@ def run_batch(
         skipped=skip_counts,
         manifest=path,
         seconds=time.perf_counter() - start,
+        process_index=rank,
     )
 
 

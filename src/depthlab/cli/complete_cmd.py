@@ -313,12 +313,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
 
     out = Path(args.out)
+    conflicts = {reason: n for reason, n in report.skipped.items() if reason != "done"}
+    status = 1 if report.failed or conflicts else 0
+    if report.process_index != 0:  # one process of a launch: the main process reports for all
+        return status
     done = report.skipped.get("done", 0)
     print(
         f"depthlab complete: {len(report.completed)} completed, {done} already done (skipped), "
         f"{len(report.failed)} failed; outputs in {out} ({report.seconds:.1f} s)"
     )
-    conflicts = {reason: n for reason, n in report.skipped.items() if reason != "done"}
     for reason, count in conflicts.items():
         print(f"depthlab complete: {count} skipped: {reason}; --overwrite to recompute", file=sys.stderr)
     if len(report.completed) == 1 and not report.failed and not report.num_skipped:
@@ -326,4 +329,4 @@ def run(args: argparse.Namespace) -> int:
             print(f"  wrote {out / rel}")
     for record in report.failed:
         print(f"  FAILED {record['item']}: {record['error']}", file=sys.stderr)
-    return 1 if report.failed or conflicts else 0
+    return status
