@@ -154,13 +154,17 @@ def _relative(path: Path, out: Path) -> str:
     return Path(os.path.relpath(path, out)).as_posix()
 
 
+class _PrepareError(Exception):
+    """An error raised while decoding an item in another process, as its one-line description."""
+
+
 def run_item(
     task: Task,
     loaded: LoadedMethod,
     options: BatchOptions,
     out: str | os.PathLike,
     *,
-    prepared: PreparedItem | None = None,
+    prepared: PreparedItem | str | None = None,
     show_progress_bar: bool = False,
     raise_errors: bool = False,
 ) -> dict[str, Any]:
@@ -168,7 +172,8 @@ def run_item(
 
     A failure is returned as a record with ``status="failed"`` and the error (re-raised after
     the record is built when ``raise_errors``). ``prepared``: inputs already decoded by
-    :func:`prepare_item` (the Ray engine decodes in a separate CPU stage).
+    :func:`prepare_item` (the Ray engine decodes in a separate CPU stage), or the one-line error
+    (``"Type: message"``) that decoding raised.
     """
     from depthlab.completion import complete
 
@@ -186,6 +191,8 @@ def run_item(
     start = time.perf_counter()
     try:
         # 1. read
+        if isinstance(prepared, str):
+            raise _PrepareError(prepared)
         if prepared is None:
             prepared = prepare_item(item, options)
         # 2. complete (DepthLab: noise from the item's own seed)
@@ -216,7 +223,7 @@ def run_item(
         # 3. write (all of the item's new files, or none)
         written = write_outputs(result, output_paths(item, task.write), options)
     except Exception as error:
-        message = f"{type(error).__name__}: {error}"
+        message = str(error) if isinstance(error, _PrepareError) else f"{type(error).__name__}: {error}"
         record.update(
             status="failed",
             formats=[],

@@ -209,6 +209,12 @@ def register(subparsers: Any) -> None:
         help="Ray: GPUs per worker (default 0; use 1 for DepthLab on GPUs)",
     )
     engine_group.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        default=1.0,
+        help="Ray: CPUs reserved per worker (default 1); decoding tasks use 0.25 CPU besides",
+    )
+    engine_group.add_argument(
         "--batch-size", type=int, default=1, help="Ray: items per worker call (default 1)"
     )
     parser.set_defaults(func=run)
@@ -272,12 +278,17 @@ def ray_options(args: argparse.Namespace) -> RayOptions:
     for flag, value in (("--workers", args.workers), ("--batch-size", args.batch_size)):
         if value < 1:
             raise UserError(f"{flag} must be at least 1; got {value}")
-    if args.gpus_per_worker < 0:
-        raise UserError(f"--gpus-per-worker must be >= 0; got {args.gpus_per_worker:g}")
+    for flag, number in (
+        ("--gpus-per-worker", args.gpus_per_worker),
+        ("--cpus-per-worker", args.cpus_per_worker),
+    ):
+        if number < 0:
+            raise UserError(f"{flag} must be >= 0; got {number:g}")
     return RayOptions(
         address=args.address,
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
+        cpus_per_worker=args.cpus_per_worker,
         batch_size=args.batch_size,
     )
 
