@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 CALIB = "P2: 100 0 50 0 0 100 40 0 0 0 1 0\nR0_rect: 1 0 0 0 1 0 0 0 1\nTr_velo_to_cam: 0 -1 0 0 0 0 -1 0 1 0 0 0\n"
 
 
-def depthlab(*args, cwd=None):
+def depthlab(*args, cwd=tempfile.gettempdir()):  # cwd: a stray default --out never lands in the repo
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run([sys.executable, "-m", "depthlab.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=300, env=env, cwd=cwd)  # fmt: skip
@@ -79,7 +80,7 @@ def test_lidar_bad_inputs(frame):
     one_line_error(proc, "nokey.txt", "missing 'Tr_velo_to_cam'")
     np.save(frame / "pts.npy", np.array([[0.0, 0.0, 2.0]]))
     proc = depthlab("lidar", frame / "000000.png", "--points", frame / "pts.npy", "--intrinsics", "50,50,49.5,39.5",
-                    "--method", "linear")  # fmt: skip
+                    "--method", "linear", "--out", frame / "o4")  # fmt: skip
     assert proc.returncode == 0, proc.stderr  # 4 numbers carry no size: taken as the image's
     proc = depthlab("lidar", frame / "000000.png", "--points", frame / "pts.npy", "--intrinsics", "50,50,319.5,239.5",
                     "--method", "linear", "--out", frame / "o2")  # fmt: skip
