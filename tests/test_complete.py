@@ -80,9 +80,17 @@ def test_depthlab_method_with_tiny_pipeline(inputs):
         pytest.skip("DepthLabPipeline.build_tiny not available yet")
     pipe = DepthLabPipeline.build_tiny(seed=0)
     rgb, depth, known = inputs
-    out = complete(rgb, depth, known, pipeline=pipe, num_inference_steps=2, processing_resolution=32,
-                   strength=0.5,
-                   generator=torch.Generator().manual_seed(0), show_progress_bar=False)
+    out = complete(
+        rgb,
+        depth,
+        known,
+        pipeline=pipe,
+        num_inference_steps=2,
+        processing_resolution=32,
+        strength=0.5,
+        generator=torch.Generator().manual_seed(0),
+        show_progress_bar=False,
+    )
     assert out.method == "depthlab"
     assert out.info["method_reason"] == "a DepthLab pipeline was given"
     assert np.asarray(out.depth).shape == depth.shape
@@ -131,4 +139,3 @@ def test_registered_method_runs_through_complete_and_the_eval_runner(inputs, tmp
         assert np.all(run(rgb, depth, known)[~known] == 3.0)
     finally:
         _REGISTRY.pop("constant")
-

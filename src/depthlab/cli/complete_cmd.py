@@ -129,6 +129,17 @@ def register(subparsers: Any) -> None:
         "--overwrite", action="store_true", help="replace existing outputs (default: skip items already done)"
     )
     out_group.add_argument("--quiet", action="store_true", help="no progress bar")
+    out_group.add_argument(
+        "--intrinsics",
+        default=None,
+        help="camera of the images for --format ply: 'fx,fy,cx,cy' or a K file (.txt/.npy/.json)",
+    )
+    out_group.add_argument(
+        "--ply-region",
+        choices=("unknown", "all"),
+        default="unknown",
+        help="--format ply: the completed pixels only (default; e.g. 3DGS inpainting points) or all",
+    )
 
     method_group = parser.add_argument_group("method")
     method_group.add_argument(
@@ -264,6 +275,8 @@ def batch_options(args: argparse.Namespace) -> BatchOptions:
         vmax=args.vmax,
         colorbar=args.colorbar,
         unit=args.unit,
+        intrinsics=args.intrinsics,
+        ply_region=args.ply_region,
         method_options=method_options,
         seed=args.seed,
         checkpoints=args.checkpoints,
@@ -301,6 +314,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--vmax ({args.vmax}) must be larger than --vmin ({args.vmin})")
     if "png16" in args.format and args.out_scale is None and args.depth_scale is None:
         raise UserError("--format png16 needs --out-scale (or --depth-scale), e.g. 1000 for mm")
+    if "ply" in args.format and args.intrinsics is None:
+        raise UserError("--format ply needs --intrinsics (fx,fy,cx,cy or a K file)")
     if args.engine == "local" and args.address is not None:
         raise UserError("--address is for --engine ray")
 
