@@ -134,6 +134,13 @@ def format_settings(fmt: str, options: BatchOptions) -> dict[str, Any]:
     return json.loads(json.dumps(values, sort_keys=True, default=str))
 
 
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries of ``path`` left by a process that was killed while writing it."""
+    for pattern in (f".{path.name}.*.tmp*", f"..{path.name}.*"):
+        for stale in path.parent.glob(pattern):
+            stale.unlink(missing_ok=True)
+
+
 def write_outputs(result: ItemResult, paths: dict[str, Path], options: BatchOptions) -> list[Path]:
     """Write every ``{format: path}`` all or nothing: temporaries first, renamed when all succeeded.
 
@@ -143,6 +150,7 @@ def write_outputs(result: ItemResult, paths: dict[str, Path], options: BatchOpti
     try:
         for fmt, path in paths.items():
             path.parent.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temporaries(path)
             tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}"
             staged.append((tmp, path))
             FORMATS[fmt].write(tmp, result, options)

@@ -337,6 +337,13 @@ def run(args: argparse.Namespace) -> int:
         )
     except ImportError as error:
         raise UserError(str(error)) from None
+    except KeyboardInterrupt:
+        print(
+            f"depthlab complete: interrupted; finished items are recorded in "
+            f"{Path(args.out) / 'depthlab-results.jsonl'}: run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
 
     out = Path(args.out)
     conflicts = {reason: n for reason, n in report.skipped.items() if reason != "done"}
