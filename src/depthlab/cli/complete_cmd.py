@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from depthlab.cli import UserError
+from depthlab.cli import UserError, parse_device
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,55 @@ def _formats(text: str) -> list[str]:
     return names
 
 
+def _number(kind: type, low: float, *, low_included: bool = True, high: float | None = None) -> Any:
+    """Type for argparse: a ``kind`` (int/float) in the range, else a one-line error with the value."""
+    text_range = f"{'>=' if low_included else '>'} {low:g}" + (
+        f" and <= {high:g}" if high is not None else ""
+    )
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}; got {text!r}") from None
+        if (
+            not np.isfinite(value)
+            or (value < low if low_included else value <= low)
+            or (high is not None and value > high)
+        ):
+            raise argparse.ArgumentTypeError(f"must be {text_range}; got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _keep(text: str) -> str:
+    from depthlab.masks import parse_protocol
+
+    try:
+        parse_protocol(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+# DepthLab-only flags: (argument name, option of the pipeline call)
+_DEPTHLAB_FLAGS = (
+    ("steps", "num_inference_steps"),
+    ("processing_resolution", "processing_resolution"),
+    ("strength", "strength"),
+    ("blend", "blend"),
+    ("normalize_scale", "normalize_scale"),
+    ("ensemble", "ensemble_size"),
+    ("guidance_scale", "guidance_scale"),
+    ("preserve_known", "preserve_known"),
+    ("resize_mode", "resize_mode"),
+    ("fill_mode", "fill_mode"),
+    ("timestep_spacing", "timestep_spacing"),
+)
+
+
 def register(subparsers: Any) -> None:
     from depthlab.completion import METHODS
 
@@ -75,62 +124,180 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("image", nargs="*", metavar="IMAGE",
-                        help="RGB image file(s), a folder, or a quoted glob ('data/*.png')")
+    parser.add_argument(
+        "image",
+        nargs="*",
+        metavar="IMAGE",
+        help="RGB image file(s), a folder, or a quoted glob ('data/*.png')",
+    )
     io_group = parser.add_argument_group("inputs")
     io_group.add_argument("--depth", help="depth file, or a folder (batch; see the matching rule)")
     io_group.add_argument("--mask", help="known-mask file or folder (default: known = depth > 0)")
-    io_group.add_argument("--points", help="CSV/TXT of 'u,v,depth' points (file or folder) "
-                          "used as the known depth instead of --depth")
-    io_group.add_argument("--manifest", help="CSV with columns image,depth[,mask][,points]; "
-                          "relative paths are relative to the manifest")
-    io_group.add_argument("--depth-scale", type=float, default=None,
-                          help="stored value / scale = depth (required for integer PNG/TIFF: "
-                          "1000 for mm -> m, 256 for KITTI); also the default --out-scale")
+    io_group.add_argument(
+        "--points",
+        help="CSV/TXT of points (file or folder) used as the known "
+        "depth instead of --depth (not with it): 'u,v,depth' without a header; a "
+        "header may name the fields u/x/col, v/y/row, depth/z/d in any order",
+    )
+    io_group.add_argument(
+        "--manifest",
+        help="CSV with columns image,depth[,mask][,points]; relative paths are relative to the manifest",
+    )
+    io_group.add_argument(
+        "--depth-scale",
+        type=_number(float, 0, low_included=False),
+        default=None,
+        help="stored value / scale = depth, for integer depth only (PNG, integer "
+        "TIFF/.npy, integer CSV values), where it is required: 1000 for mm -> m, "
+        "256 for KITTI; float files are depth as they are (a scale is an error); "
+        "also the default --out-scale",
+    )
+    io_group.add_argument(
+        "--keep",
+        type=_keep,
+        default=None,
+        metavar="PROTOCOL",
+        help="make sparse input from the (dense) depth first: points:500, "
+        "ratio:5 (percent), holes:0.3, lidar:64, border:0.2 (depthlab.masks; "
+        "drawn among the valid/known pixels with --seed)",
+    )
     io_group.add_argument("--depth-key", default=None, help="array name inside a .npz depth file")
-    io_group.add_argument("--mask-convention", choices=("known", "fill"), default="known",
-                          help="what white/1 means in the mask: 'known' (depthlab, default) or "
-                          "'fill' (original DepthLab: 1 = to fill)")
-    io_group.add_argument("--alpha", choices=("composite", "drop"), default="composite",
-                          help="RGB alpha channel: composite onto black (default) or drop")
+    io_group.add_argument(
+        "--mask-convention",
+        choices=("known", "fill"),
+        default="known",
+        help="what white/1 means in the mask: 'known' (depthlab, default) or "
+        "'fill' (original DepthLab: 1 = to fill)",
+    )
+    io_group.add_argument(
+        "--alpha",
+        choices=("composite", "drop"),
+        default="composite",
+        help="RGB alpha channel: composite onto black (default) or drop",
+    )
 
     out_group = parser.add_argument_group("outputs")
     out_group.add_argument("--out", default="outputs", help="output folder (default: outputs)")
-    out_group.add_argument("--format", type=_formats, default=["npy", "color"],
-                           help=f"comma-separated subset of {','.join(FORMATS)} (default: npy,color)")
-    out_group.add_argument("--out-scale", type=float, default=None,
-                           help="scale of the 16-bit PNG output (default: --depth-scale)")
+    out_group.add_argument(
+        "--format",
+        type=_formats,
+        default=["npy", "color"],
+        help=f"comma-separated subset of {','.join(FORMATS)} (default: npy,color)",
+    )
+    out_group.add_argument(
+        "--out-scale",
+        type=_number(float, 0, low_included=False),
+        default=None,
+        help="png16 output stores depth x scale (default: --depth-scale)",
+    )
     out_group.add_argument("--cmap", default="Spectral", help="matplotlib colormap (default Spectral)")
     out_group.add_argument("--vmin", type=float, default=None, help="fixed colour range low end")
     out_group.add_argument("--vmax", type=float, default=None, help="fixed colour range high end")
     out_group.add_argument("--colorbar", action="store_true", help="add a colour bar to color PNGs")
-    out_group.add_argument("--unit", default="", help="unit label under the colour bar, e.g. m")
-    out_group.add_argument("--overwrite", action="store_true",
-                           help="replace existing outputs (default: skip items already done)")
+    out_group.add_argument(
+        "--unit",
+        default=None,
+        help="unit label of colour bars and messages (default: m with --depth-scale 1000 or 256, else none)",
+    )
+    out_group.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs (default: skip items already done)"
+    )
     out_group.add_argument("--quiet", action="store_true", help="no progress bar")
 
     method_group = parser.add_argument_group("method")
-    method_group.add_argument("--method", choices=METHODS, default="auto",
-                              help="auto (default): DepthLab if its weights are found, else guided")
-    method_group.add_argument("--checkpoints", default=None,
-                              help="DepthLab weights folder (original or save_pretrained layout); "
-                              "default: $DEPTHLAB_CHECKPOINTS, then the huggingface_hub cache")
-    method_group.add_argument("--steps", type=int, default=None, help="DepthLab denoising steps")
-    method_group.add_argument("--processing-resolution", type=int, default=None,
-                              help="DepthLab: longest side at which the model runs (0 = input size)")
-    method_group.add_argument("--strength", type=float, default=None, help="DepthLab strength (0, 1]")
-    method_group.add_argument("--blend", action=argparse.BooleanOptionalAction, default=None,
-                              help="DepthLab: re-inject known depth latents during denoising")
-    method_group.add_argument("--normalize-scale", type=float, default=None,
-                              help="DepthLab: known depth range is mapped to [-s, s]")
-    method_group.add_argument("--refine", action="store_true",
-                              help="DepthLab: the depth is a full rough map to refine")
-    method_group.add_argument("--ensemble", type=int, default=None, help="DepthLab ensemble size")
-    method_group.add_argument("--seed", type=int, default=None, help="DepthLab random seed")
-    method_group.add_argument("--device", default=None,
-                              help="torch device for DepthLab (default: cuda if available, else cpu)")
-    method_group.add_argument("--dtype", default=None, choices=("fp32", "fp16", "bf16"),
-                              help="DepthLab weights dtype (default fp32)")
+    method_group.add_argument(
+        "--method",
+        choices=METHODS,
+        default="auto",
+        help="auto (default): DepthLab if its weights are found, else guided",
+    )
+    method_group.add_argument(
+        "--checkpoints",
+        default=None,
+        help="DepthLab weights folder (original or save_pretrained layout); "
+        "default: $DEPTHLAB_CHECKPOINTS, then the huggingface_hub cache",
+    )
+    method_group.add_argument(
+        "--steps", type=_number(int, 1), default=None, help="DepthLab denoising steps (>= 1, default 50)"
+    )
+    method_group.add_argument(
+        "--processing-resolution",
+        type=_number(int, 0),
+        default=None,
+        help="DepthLab: longest side at which the model runs (0 = input size)",
+    )
+    method_group.add_argument(
+        "--strength",
+        type=_number(float, 0, low_included=False, high=1),
+        default=None,
+        help="DepthLab strength in (0, 1] (default 0.8)",
+    )
+    method_group.add_argument(
+        "--blend",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="DepthLab: re-inject known depth latents during denoising",
+    )
+    method_group.add_argument(
+        "--normalize-scale",
+        type=_number(float, 0, low_included=False),
+        default=None,
+        help="DepthLab: known depth range is mapped to [-s, s]",
+    )
+    method_group.add_argument(
+        "--refine", action="store_true", help="DepthLab: the depth is a full rough map to refine"
+    )
+    method_group.add_argument(
+        "--ensemble", type=_number(int, 1), default=None, help="DepthLab ensemble size (>= 1)"
+    )
+    method_group.add_argument(
+        "--guidance-scale",
+        type=_number(float, 1),
+        default=None,
+        help="DepthLab classifier-free guidance (>= 1; > 1 loads the text encoder)",
+    )
+    method_group.add_argument(
+        "--preserve-known",
+        choices=("none", "exact", "smooth"),
+        default=None,
+        help="DepthLab: none (original), exact (paste known depth back), smooth (exact, without a seam)",
+    )
+    method_group.add_argument(
+        "--resize-mode",
+        choices=("auto", "nearest", "preserve"),
+        default=None,
+        help="DepthLab: how the known mask is resized to the processing size (auto keeps sparse points)",
+    )
+    method_group.add_argument(
+        "--fill-mode",
+        choices=("exact", "fast"),
+        default=None,
+        help="DepthLab pre-fill: exact (original) or fast",
+    )
+    method_group.add_argument(
+        "--timestep-spacing",
+        choices=("leading", "trailing", "linspace"),
+        default=None,
+        help="DepthLab DDIM spacing (trailing for 1-4 steps)",
+    )
+    method_group.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="random seed of DepthLab's noise and of --keep (default 0 for --keep)",
+    )
+    method_group.add_argument(
+        "--device",
+        type=parse_device,
+        default=None,
+        help="torch device for DepthLab (default: cuda if available, else cpu)",
+    )
+    method_group.add_argument(
+        "--dtype",
+        default=None,
+        choices=("fp32", "fp16", "bf16"),
+        help="DepthLab weights dtype (default fp32)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -175,8 +342,9 @@ def _expand_images(specs: list[str]) -> tuple[list[Path], Path]:
     return unique, root
 
 
-def _match(folder: Path, rel_parent: Path, stem: str, tag: str, suffixes: tuple[str, ...],
-           exclude: Path) -> Path | None:
+def _match(
+    folder: Path, rel_parent: Path, stem: str, tag: str, suffixes: tuple[str, ...], exclude: Path
+) -> Path | None:
     base = stem
     for hint in _IMAGE_SUFFIX_HINTS:
         if stem.lower().endswith(hint):
@@ -203,13 +371,15 @@ def _collect(args: argparse.Namespace) -> list[Item]:
         for row in rows:
             image = Path(row["image"])
             rel = image.resolve().relative_to(root).with_suffix("")
-            items.append(Item(
-                image=image,
-                depth=Path(row["depth"]) if row.get("depth") else None,
-                mask=Path(row["mask"]) if row.get("mask") else None,
-                points=Path(row["points"]) if row.get("points") else None,
-                out_prefix=out / Path(row["out"]) if row.get("out") else out / rel,
-            ))
+            items.append(
+                Item(
+                    image=image,
+                    depth=Path(row["depth"]) if row.get("depth") else None,
+                    mask=Path(row["mask"]) if row.get("mask") else None,
+                    points=Path(row["points"]) if row.get("points") else None,
+                    out_prefix=out / Path(row["out"]) if row.get("out") else out / rel,
+                )
+            )
         return items
 
     images, root = _expand_images(args.image)
@@ -227,7 +397,8 @@ def _collect(args: argparse.Namespace) -> list[Item]:
             if given is None:
                 found[key] = (
                     _match(image.parent, Path("."), image.stem, tag, suffixes, image)
-                    if key == "depth" and args.points is None else None
+                    if key == "depth" and args.points is None
+                    else None
                 )
             elif Path(given).is_dir():
                 found[key] = _match(Path(given), rel.parent, image.stem, tag, suffixes, image)
@@ -240,8 +411,9 @@ def _collect(args: argparse.Namespace) -> list[Item]:
                 found[key] = Path(given)
             else:
                 raise FileNotFoundError(f"--{key} {given!r} is neither a file nor a folder")
-        items.append(Item(image, found["depth"], found["mask"], found["points"],
-                          out / rel.parent / image.stem))
+        items.append(
+            Item(image, found["depth"], found["mask"], found["points"], out / rel.parent / image.stem)
+        )
     return items
 
 
@@ -254,14 +426,7 @@ def _outputs(item: Item, formats: list[str]) -> dict[str, Path]:
 
 def _pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
-    for name, key in (
-        ("steps", "num_inference_steps"),
-        ("processing_resolution", "processing_resolution"),
-        ("strength", "strength"),
-        ("blend", "blend"),
-        ("normalize_scale", "normalize_scale"),
-        ("ensemble", "ensemble_size"),
-    ):
+    for name, key in _DEPTHLAB_FLAGS:
         value = getattr(args, name)
         if value is not None:
             options[key] = value
@@ -278,8 +443,9 @@ def _device_and_dtype(args: argparse.Namespace) -> tuple[str, Any]:
     return device, dtype
 
 
-def _process(item: Item, args: argparse.Namespace, chosen: str, pipeline: Any,
-             outputs: dict[str, Path]) -> str:
+def _process(
+    item: Item, args: argparse.Namespace, chosen: str, pipeline: Any, outputs: dict[str, Path]
+) -> str:
     from depthlab import io
     from depthlab.completion import complete
 
@@ -289,20 +455,28 @@ def _process(item: Item, args: argparse.Namespace, chosen: str, pipeline: Any,
     if item.points is not None:
         depth = io.read_points(item.points, (height, width), scale=args.depth_scale)
     elif item.depth is not None:
-        depth = io.read_depth(item.depth, scale=args.depth_scale, key=args.depth_key,
-                              image_size=(height, width))
+        depth = io.read_depth(
+            item.depth, scale=args.depth_scale, key=args.depth_key, image_size=(height, width)
+        )
     else:
         raise FileNotFoundError(
             f"no depth found for {item.image} (give --depth FILE/DIR, --points, or put "
             f"{item.image.stem}_depth.<ext> next to it)"
         )
     if depth.shape != (height, width):
-        raise ValueError(f"depth {item.depth} has size {depth.shape} but image {item.image} has "
-                         f"{(height, width)} (H, W); they must be pixel-aligned")
+        raise ValueError(
+            f"depth {item.depth} has size {depth.shape} but image {item.image} has "
+            f"{(height, width)} (H, W); they must be pixel-aligned"
+        )
     known = None
     if item.mask is not None:
         known = io.read_mask(item.mask, convention=args.mask_convention, shape=(height, width))
-        known = known & np.isfinite(depth) & (depth > 0) if args.mask_convention == "fill" else known
+    if args.keep:
+        from depthlab.masks import sparsify
+
+        dense = depth if known is None else np.where(known, depth, 0.0)
+        depth, known = sparsify(dense, args.keep, 0 if args.seed is None else args.seed)
+    unit = _unit(args)
 
     # 2. complete
     options: dict[str, Any] = {}
@@ -316,6 +490,9 @@ def _process(item: Item, args: argparse.Namespace, chosen: str, pipeline: Any,
             options["generator"] = torch.Generator().manual_seed(args.seed)
     result = complete(rgb, depth, known, method=chosen, pipeline=pipeline, **options)
     completed = np.asarray(result.depth, np.float32)
+    seconds = float(result.info.get("seconds", 0.0))
+    # a --depth-scale that reached here was applied (io refuses it for float data)
+    read = io.describe_known_depth(depth, result.known_mask, scale=args.depth_scale, unit=unit)
 
     # 3. write what is missing (or everything with --overwrite)
     for fmt, path in outputs.items():
@@ -326,16 +503,48 @@ def _process(item: Item, args: argparse.Namespace, chosen: str, pipeline: Any,
         elif fmt == "png16":
             scale = args.out_scale or args.depth_scale
             if scale is None:
-                raise ValueError("--format png16 needs --out-scale (or --depth-scale), e.g. 1000")
+                raise ValueError("--format png16 needs --out-scale (stored value = depth x scale), e.g. 1000")
             io.write_depth_png16(path, completed, scale, overwrite=args.overwrite)
         elif fmt == "color":
-            io.write_color(path, completed, vmin=args.vmin, vmax=args.vmax, cmap=args.cmap,
-                           colorbar=args.colorbar, unit=args.unit, overwrite=args.overwrite)
+            io.write_color(
+                path,
+                completed,
+                vmin=args.vmin,
+                vmax=args.vmax,
+                cmap=args.cmap,
+                colorbar=args.colorbar,
+                unit=unit,
+                overwrite=args.overwrite,
+            )
         else:
-            io.write_panel(path, rgb, np.where(result.known_mask, depth, 0.0), result.known_mask,
-                           completed, vmin=args.vmin, vmax=args.vmax, cmap=args.cmap,
-                           overwrite=args.overwrite)
-    return f"{result.info.get('seconds', 0.0):.2f} s"
+            io.write_panel(
+                path,
+                rgb,
+                np.where(result.known_mask, depth, 0.0),
+                result.known_mask,
+                completed,
+                vmin=args.vmin,
+                vmax=args.vmax,
+                cmap=args.cmap,
+                unit=unit,
+                caption=io.panel_caption(result.method, result.known_mask, seconds),
+                overwrite=args.overwrite,
+            )
+    return f"{item.image}: {read}; {result.method} {seconds:.2f} s"
+
+
+def _unit(args: argparse.Namespace) -> str:
+    if args.unit is not None:
+        return args.unit
+    return "m" if args.depth_scale in (1000.0, 256.0) else ""
+
+
+def items_size_hint(items: list[Item]) -> tuple[int, int]:
+    """(H, W) of the first item's image, read from its header only (for time estimates)."""
+    from PIL import Image
+
+    with Image.open(items[0].image) as image:
+        return image.height, image.width
 
 
 def run(args: argparse.Namespace) -> int:
@@ -347,7 +556,15 @@ def run(args: argparse.Namespace) -> int:
     if args.vmin is not None and args.vmax is not None and not args.vmax > args.vmin:
         raise UserError(f"--vmax ({args.vmax}) must be larger than --vmin ({args.vmin})")
     if "png16" in args.format and args.out_scale is None and args.depth_scale is None:
-        raise UserError("--format png16 needs --out-scale (or --depth-scale), e.g. 1000 for mm")
+        raise UserError(
+            "--format png16 needs --out-scale (the PNG stores depth x scale), e.g. --out-scale 1000 "
+            "for millimetres from metres"
+        )
+    if args.points and args.depth:
+        raise UserError(
+            f"give --depth ({args.depth}) or --points ({args.points}), not both: the points would "
+            "replace the depth map; merge them yourself into one depth file if that is what you want"
+        )
     if not args.image and not args.manifest:
         raise UserError("give an IMAGE (file, folder or glob) or --manifest CSV")
     if args.image and args.manifest:
@@ -361,24 +578,54 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise UserError(str(error)) from None
     pipeline = None
+    print(f"depthlab complete: method {chosen}: {reason}", flush=True)
     if chosen == "depthlab":
         device, dtype = _device_and_dtype(args)
+        if str(device).startswith("cpu"):
+            from depthlab.completion import estimate_cpu_seconds
+
+            seconds = estimate_cpu_seconds(
+                items_size_hint(items), dtype=args.dtype or "fp32", **_pipeline_options(args)
+            )
+            print(
+                f"depthlab complete: warning: DepthLab runs on the CPU: expect about "
+                f"{seconds / 60:.0f} min per image (a GPU is about 50x faster; --method guided "
+                "takes about a second)",
+                file=sys.stderr,
+                flush=True,
+            )
         pipeline = load_pipeline(paths, device=device, torch_dtype=dtype)
-    print(f"depthlab complete: method {chosen}: {reason}", flush=True)
+    else:
+        ignored = [
+            f"--{name.replace('_', '-')}" for name, _ in _DEPTHLAB_FLAGS if getattr(args, name) is not None
+        ]
+        ignored += [
+            flag
+            for flag, given in (("--refine", args.refine), ("--dtype", args.dtype), ("--device", args.device))
+            if given
+        ]
+        if ignored:
+            print(
+                f"depthlab complete: warning: {', '.join(ignored)} only apply to DepthLab and are "
+                f"ignored: method {chosen} runs",
+                file=sys.stderr,
+                flush=True,
+            )
 
     # 2. run every item; a failure is reported and the run goes on
     done = skipped = 0
     failures: list[tuple[Path, str]] = []
-    bar = tqdm(items, desc="completing", unit="image", disable=args.quiet or args._single,
-               file=sys.stderr)
+    bar = tqdm(items, desc="completing", unit="image", disable=args.quiet or args._single, file=sys.stderr)
     for item in bar:
         outputs = _outputs(item, args.format)
         if not args.overwrite and all(p.exists() for p in outputs.values()):
             skipped += 1
             continue
         try:
-            _process(item, args, chosen, pipeline, outputs)
+            line = _process(item, args, chosen, pipeline, outputs)
             done += 1
+            if not args.quiet:
+                bar.write(f"  {line}", file=sys.stdout)
         except (ValueError, TypeError, OSError) as error:
             if args._single:
                 raise
@@ -389,14 +636,17 @@ def run(args: argparse.Namespace) -> int:
                 raise
             logger.debug("unexpected error on %s", item.image, exc_info=True)
             failures.append((item.image, f"{type(error).__name__}: {error}"))
-            bar.write(f"depthlab complete: failed: {item.image}: {type(error).__name__}: {error}",
-                      file=sys.stderr)
+            bar.write(
+                f"depthlab complete: failed: {item.image}: {type(error).__name__}: {error}", file=sys.stderr
+            )
     bar.close()
 
     # 3. summary
     out = Path(args.out)
-    print(f"depthlab complete: {done} completed, {skipped} already done (skipped), "
-          f"{len(failures)} failed; outputs in {out}")
+    print(
+        f"depthlab complete: {done} completed, {skipped} already done (skipped), "
+        f"{len(failures)} failed; outputs in {out}"
+    )
     if args._single and done == 1:
         for path in _outputs(items[0], args.format).values():
             print(f"  wrote {path}")
