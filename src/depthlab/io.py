@@ -25,8 +25,10 @@ the core dependencies.
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -80,6 +82,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, over
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
+        OSError: the folder cannot be made or written (read-only, permission, a path below a
+            regular file, a full disk); it names ``path``. A short write without an errno (as
+            numpy reports a full disk) is raised as ``ENOSPC``.
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -91,6 +96,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, over
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as error:
+        if error.errno is None:  # e.g. numpy: "N requested and M written"
+            free = shutil.disk_usage(path.parent).free
+            raise OSError(
+                errno.ENOSPC,
+                f"short write ({error}; {free} bytes free): the disk is probably full",
+                str(path),
+            ) from error
+        if error.filename is None:
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -768,11 +784,10 @@ def describe_known_depth(
     if values.size == 0:
         return f"known depth: none{after}"
     fraction = 100.0 * values.size / array.size
-    low, high = (f"{v:.2f}" if abs(v) < 1000 else f"{v:.0f}" for v in (float(values.min()), float(values.max())))
-    return (
-        f"known depth {low}-{high}{unit_text}{after} "
-        f"({values.size} of {array.size} px, {fraction:.3g} %)"
+    low, high = (
+        f"{v:.2f}" if abs(v) < 1000 else f"{v:.0f}" for v in (float(values.min()), float(values.max()))
     )
+    return f"known depth {low}-{high}{unit_text}{after} ({values.size} of {array.size} px, {fraction:.3g} %)"
 
 
 # kept for callers that want to read a CSV manifest with the same rules as the CLI
