@@ -37,6 +37,8 @@ import numpy as np
 import yaml
 
 from depthlab import masks as mask_protocols
+from depthlab.completion import check_method
+from depthlab.config import deep_merge
 from depthlab.evaluation.metrics import (
     HIGHER_IS_BETTER,
     METRIC_NAMES,
@@ -48,7 +50,6 @@ from depthlab.evaluation.metrics import (
 
 __all__ = [
     "EvalConfig",
-    "load_config",
     "merge_config",
     "run_evaluation",
     "build_method",
@@ -58,7 +59,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CLASSICAL_METHODS = ("guided", "linear", "nearest", "lidar")
 METRIC_LABELS = {
     "abs_rel": "AbsRel ↓",
     "sq_rel": "SqRel ↓",
@@ -79,14 +79,18 @@ METRIC_LABELS = {
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class EvalConfig:
-    """One evaluation run (what ``depthlab eval`` and ``configs/eval/*.yaml`` describe).
+    """One evaluation run (what ``depthlab eval`` and the eval configs describe).
+
+    The YAML side is loaded by :func:`depthlab.config.load_config` (``kind="eval"``; packaged
+    configs in ``src/depthlab/configs/eval/``).
 
     Attributes:
         datasets: list of ``{"name": ..., "root": ..., "options": {...}, "label": ...}``; each is
             evaluated with every protocol and method (``label`` names it in the table).
         protocols: mask protocol strings (``docs/protocols.md``).
-        methods: method names: ``guided``, ``linear``, ``nearest``, ``lidar``, ``depthlab``,
-            ``auto`` (anything :func:`depthlab.complete` takes) or ``align:<hub id or folder>``.
+        methods: method names from the registry (:func:`depthlab.completion.method_names`):
+            ``guided``, ``linear``, ``nearest``, ``lidar``, ``depthlab``, ``auto``,
+            ``align:<hub id or folder>``, ...
         method_options: ``{method: {option: value}}`` passed to the method.
         out: output folder.
         limit: evaluate only the first N samples of each dataset.
@@ -131,7 +135,7 @@ class EvalConfig:
             raise ValueError("no method given (e.g. --method guided)")
         for method in self.methods:
             if method not in custom_methods:
-                _check_method_name(method)
+                check_method(method)
         for region in [*self.regions, self.table_region]:
             if region not in REGIONS:
                 raise ValueError(f"region must be one of {REGIONS}; got {region!r}")
@@ -150,35 +154,6 @@ class EvalConfig:
         return asdict(self)
 
 
-def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(dict(merged[key]), value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Load a YAML config, resolving ``base_config:`` (a path relative to the file) recursively.
-
-    Keys of the file override those of its base (dicts merged key by key, lists replaced).
-    """
-    path = Path(path).resolve()
-    if path in _seen:
-        raise ValueError(f"config {path} includes itself through base_config")
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"config {path} must be a YAML mapping; got {type(data).__name__}")
-    base = data.pop("base_config", None)
-    if base is None:
-        return data
-    return _deep_merge(load_config(path.parent / base, (*_seen, path)), data)
-
-
 def merge_config(file_config: Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> EvalConfig:
     """Build an :class:`EvalConfig` from a config dict and CLI overrides (None values ignored).
 
@@ -186,7 +161,7 @@ def merge_config(file_config: Mapping[str, Any] | None, overrides: Mapping[str, 
     ``dataset`` override replaces the config's datasets.
     """
     merged: dict[str, Any] = dict(copy.deepcopy(file_config or {}))
-    merged = _deep_merge(merged, {k: v for k, v in overrides.items() if v is not None})
+    merged = deep_merge(merged, {k: v for k, v in overrides.items() if v is not None})
     single = {key: merged.pop(key, None) for key in ("dataset", "root", "dataset_options")}
     if single["dataset"] is not None or single["root"] is not None:
         if single["dataset"] is None or single["root"] is None:
@@ -200,7 +175,7 @@ def merge_config(file_config: Mapping[str, Any] | None, overrides: Mapping[str, 
         ]
     elif single["dataset_options"] and merged.get("datasets"):
         for entry in merged["datasets"]:
-            entry["options"] = _deep_merge(entry.get("options") or {}, single["dataset_options"])
+            entry["options"] = deep_merge(entry.get("options") or {}, single["dataset_options"])
     known = set(EvalConfig.__dataclass_fields__)
     unknown = sorted(set(merged) - known)
     if unknown:
@@ -211,51 +186,26 @@ def merge_config(file_config: Mapping[str, Any] | None, overrides: Mapping[str, 
 # ---------------------------------------------------------------------------------------------
 # Methods
 # ---------------------------------------------------------------------------------------------
-def _check_method_name(method: str) -> None:
-    if not isinstance(method, str) or not method:
-        raise ValueError(f"method must be a non-empty string; got {method!r}")
-    if method.startswith("align:"):
-        if not method[len("align:") :]:
-            raise ValueError("method 'align:' needs a model: align:<hub id or local folder>")
-        return
-    from depthlab.completion import METHODS
-
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)} or align:<model>")
-
-
 MethodFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def build_method(method: str, options: Mapping[str, Any] | None = None) -> MethodFn:
     """Callable ``(rgb [H,W,3] uint8, depth [H,W], known_mask [H,W]) -> depth [H,W]`` for a name.
 
-    Expensive state (the DepthLab pipeline, a monocular model) is loaded once, here.
+    Any method of the registry (:func:`depthlab.completion.method_names`). Expensive state (the
+    DepthLab pipeline, a monocular model) is loaded once, here
+    (:func:`depthlab.completion.prepare_method`).
     """
-    _check_method_name(method)
+    from depthlab.completion import complete, prepare_method
+
     options = dict(options or {})
-    if method.startswith("align:"):
-        from depthlab.evaluation.baselines import AlignBaseline
-
-        baseline = AlignBaseline.from_pretrained(method[len("align:") :], **options)
-        return lambda rgb, depth, known: baseline(rgb, depth, known).depth
-
-    from depthlab.completion import complete, load_pipeline, resolve_method
-
-    pipeline = options.pop("pipeline", None)
-    if method in ("depthlab", "auto") and pipeline is None:
-        chosen, reason, paths = resolve_method(method, checkpoints=options.get("checkpoints"))
-        logger.info("method %s: %s", method, reason)
-        if chosen == "depthlab":
-            load_options = {k: options.pop(k) for k in ("device", "torch_dtype") if k in options}
-            pipeline = load_pipeline(paths, **load_options)
-            options.pop("checkpoints", None)
-    if pipeline is not None:
+    if options.get("pipeline") is not None or method in ("depthlab", "auto"):
         options.setdefault("show_progress_bar", False)  # the run has its own progress bar
+    prepared = prepare_method(method, **options)
+    logger.info("method %s: %s", method, prepared.reason)
 
     def run(rgb: np.ndarray, depth: np.ndarray, known: np.ndarray) -> np.ndarray:
-        output = complete(rgb, depth, known, method=method, pipeline=pipeline, **options)
-        return np.asarray(output.depth, dtype=np.float32)
+        return np.asarray(complete(rgb, depth, known, method=prepared).depth, dtype=np.float32)
 
     return run
 
