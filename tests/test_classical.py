@@ -9,8 +9,16 @@ from depthlab.completion import complete
 
 CLASSICAL = ("guided", "linear", "nearest", "lidar")
 
-NYU = (Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "stepi2299__eadir2"
-       / "data" / "nyu_samples" / "nyu2_test")
+NYU = (
+    Path(__file__).resolve().parents[1]
+    / ".."
+    / "shared"
+    / "datasets"
+    / "stepi2299__eadir2"
+    / "data"
+    / "nyu_samples"
+    / "nyu2_test"
+)
 
 
 def _scene(h=48, w=64, seed=0):

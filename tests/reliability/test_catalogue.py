@@ -499,7 +499,7 @@ CASES = [
     Case(
         "disk-full",
         _disk_full,
-        r"tiny/out/rgb_depth\.npy: .*(No space left|disk is .*full)",
+        r"tiny/out/\.?rgb_depth\.npy.*(No space left|disk is .*full)",
         api_error=OSError,
         mounts=(("tiny", "size=64k"),),
     ),
