@@ -139,3 +139,38 @@ def test_warp_command(tmp_path):
     proc = depthlab("warp", tmp_path / "view.png", "--depth", tmp_path / "depth.npy", "--intrinsics", tmp_path / "k.txt",
                     "--pose", tmp_path / "pose.txt", "--out", tmp_path / "out4")  # fmt: skip
     one_line_error(proc, "k.txt", "640x480", "48x36")
+
+
+def test_complete_format_ply(tmp_path):
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    depth = np.full((24, 32), 2.0, np.float32)
+    depth[8:16, 10:20] = 0  # the hole to complete
+    np.save(tmp_path / "a_depth.npy", depth)
+    common = (
+        "complete",
+        tmp_path / "a.png",
+        "--method",
+        "linear",
+        "--intrinsics",
+        "30,30,15.5,11.5",
+        "--quiet",
+    )
+    proc = depthlab(*common, "--format", "npy,ply", "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    vertex = plyfile.PlyData.read(str(tmp_path / "out" / "a_points.ply"))["vertex"]
+    assert vertex.count == 80 and [p.name for p in vertex.properties][:6] == ["x", "y", "z", "nx", "ny", "nz"]
+    assert np.allclose(vertex["z"], 2.0, atol=1e-4)  # the completed region only, on the plane
+    rows, cols = np.mgrid[8:16, 10:20]
+    assert np.allclose(np.sort(vertex["x"]), np.sort(((cols - 15.5) * 2.0 / 30).ravel()), atol=1e-4)
+    assert np.array_equal(np.sort(vertex["red"]), np.sort(rgb[8:16, 10:20, 0].ravel()))
+    proc = depthlab(*common, "--format", "ply", "--ply-region", "all", "--out", tmp_path / "all")
+    assert plyfile.PlyData.read(str(tmp_path / "all" / "a_points.ply"))["vertex"].count == 24 * 32
+    proc = depthlab(
+        "complete", tmp_path / "a.png", "--method", "linear", "--format", "ply", "--out", tmp_path / "x"
+    )
+    one_line_error(proc, "--format ply needs --intrinsics")
+    proc = depthlab("complete", tmp_path / "a.png", "--method", "linear", "--format", "ply", "--intrinsics", "30,30,15.5,11.5,64,48",
+                    "--out", tmp_path / "y")  # fmt: skip
+    assert proc.returncode != 0 and "for a 64x48 image but the image is 32x24" in proc.stderr

@@ -12,7 +12,7 @@ __all__ = ["BatchOptions", "NOT_RECORDED", "RayOptions", "describe_difference", 
 # fields that change neither what is computed nor what is written: left out of the recorded settings
 NOT_RECORDED = ("formats", "overwrite", "progress", "device")
 # fields only output writers read (recorded per format, see depthlab.batch.writers.format_settings)
-WRITING_ONLY = ("out_scale", "cmap", "vmin", "vmax", "colorbar", "unit")
+WRITING_ONLY = ("out_scale", "cmap", "vmin", "vmax", "colorbar", "unit", "intrinsics", "ply_region")
 
 
 @dataclass
@@ -31,6 +31,9 @@ class BatchOptions:
         keep: a mask protocol (``"points:500"``, ``"ratio:5"``, ...): make sparse input from the
             read depth first (:func:`depthlab.masks.sparsify` with ``seed``, the same for every
             item, as the API call); None: use the depth as read.
+        intrinsics: camera of the images for ``ply`` (``"fx,fy,cx,cy"`` or a K file, see
+            :func:`depthlab.geometry.load_camera`; checked against each image's size).
+        ply_region: ``ply`` points: ``unknown`` (the completed region only, default) or ``all``.
         method_options: passed to :func:`depthlab.complete` when DepthLab runs
             (``num_inference_steps``, ``processing_resolution``, ``strength``, ...).
         seed: base seed; item ``k`` draws its noise from ``item_seed(seed, k)``, so results do
@@ -54,6 +57,8 @@ class BatchOptions:
     colorbar: bool = False
     unit: str = ""
     keep: str | None = None
+    intrinsics: str | None = None
+    ply_region: str = "unknown"
     method_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     checkpoints: str | None = None

@@ -86,6 +86,21 @@ def _panel(path: Path, result: ItemResult, options: BatchOptions) -> None:
     )
 
 
+def _ply(path: Path, result: ItemResult, options: BatchOptions) -> None:
+    """Coloured points of the completed depth (binary PLY with 3DGS's fields), in the camera frame."""
+    from depthlab.geometry import load_camera, unproject, write_ply
+
+    if options.intrinsics is None:
+        raise ValueError("--format ply needs --intrinsics (fx,fy,cx,cy or a K file)")
+    if options.ply_region not in ("unknown", "all"):
+        raise ValueError(f"--ply-region must be 'unknown' or 'all'; got {options.ply_region!r}")
+    height, width = result.completed.shape
+    camera = load_camera(options.intrinsics, width, height)
+    region = ~result.known_mask if options.ply_region == "unknown" else None
+    cloud = unproject(result.completed, camera, mask=region, rgb=result.rgb, normals=True)
+    write_ply(path, cloud, overwrite=True)
+
+
 @dataclass(frozen=True)
 class OutputFormat:
     """One output format: the suffix appended to the item's output prefix and its writer."""
@@ -107,6 +122,12 @@ FORMATS: dict[str, OutputFormat] = {
     ),
     "panel": OutputFormat(
         "_panel.png", _panel, "RGB | input depth | completed", ("cmap", "vmin", "vmax", "unit")
+    ),
+    "ply": OutputFormat(
+        "_points.ply",
+        _ply,
+        "coloured 3D points (x,y,z, normals, RGB; 3DGS initial points) of --ply-region, needs --intrinsics",
+        ("intrinsics", "ply_region"),
     ),
 }
 

@@ -178,6 +178,17 @@ def register(subparsers: Any) -> None:
         "--overwrite", action="store_true", help="replace existing outputs (default: skip items already done)"
     )
     out_group.add_argument("--quiet", action="store_true", help="no progress bar")
+    out_group.add_argument(
+        "--intrinsics",
+        default=None,
+        help="camera of the images for --format ply: 'fx,fy,cx,cy' or a K file (.txt/.npy/.json)",
+    )
+    out_group.add_argument(
+        "--ply-region",
+        choices=("unknown", "all"),
+        default="unknown",
+        help="--format ply: the completed pixels only (default; e.g. 3DGS inpainting points) or all",
+    )
 
     method_group = parser.add_argument_group("method")
     method_group.add_argument(
@@ -375,6 +386,8 @@ def batch_options(args: argparse.Namespace) -> BatchOptions:
         colorbar=args.colorbar,
         unit=_unit(args),
         keep=args.keep,
+        intrinsics=args.intrinsics,
+        ply_region=args.ply_region,
         method_options=method_options,
         seed=args.seed,
         checkpoints=args.checkpoints,
@@ -415,6 +428,8 @@ def run(args: argparse.Namespace) -> int:
             f"give --depth ({args.depth}) or --points ({args.points}), not both: the points would "
             "replace the depth map; merge them into one depth file first if that is what you want"
         )
+    if "ply" in args.format and args.intrinsics is None:
+        raise UserError("--format ply needs --intrinsics (fx,fy,cx,cy or a K file)")
     if args.engine == "local" and args.address is not None:
         raise UserError("--address is for --engine ray")
 

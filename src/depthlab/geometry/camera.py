@@ -224,7 +224,7 @@ def load_camera(spec: Any, width: int | None = None, height: int | None = None) 
     """Build a :class:`Camera` from what a user has.
 
     Args:
-        spec: a :class:`Camera`; ``"fx,fy,cx,cy"``; a 3x3 K array; or a file: ``.txt`` with
+        spec: a :class:`Camera`; ``"fx,fy,cx,cy"`` (or ``"fx,fy,cx,cy,width,height"``); a 3x3 K array; or a file: ``.txt`` with
             ``fx fy cx cy`` (4 numbers), 9 numbers (3x3 K) or 12 (a 3x4 P like KITTI's ``P2``),
             optionally ``fx fy cx cy width height`` (6); ``.npy`` with the same; ``.json`` with
             ``fx, fy, cx, cy[, width, height]`` or ``K``.
@@ -253,8 +253,11 @@ def load_camera(spec: Any, width: int | None = None, height: int | None = None) 
                 values = np.array([float(v) for v in text.split(",")])
             except ValueError:
                 raise ValueError(f"intrinsics {text!r}: not a file and not numbers 'fx,fy,cx,cy'") from None
-            if values.size != 4:
-                raise ValueError(f"intrinsics {text!r}: expected 4 numbers 'fx,fy,cx,cy'; got {values.size}")
+            if values.size not in (4, 6):
+                raise ValueError(
+                    f"intrinsics {text!r}: expected 4 numbers 'fx,fy,cx,cy' (or 6 with ',width,height'); "
+                    f"got {values.size}"
+                )
             return _from_numbers(values, f"intrinsics {text!r}", width, height)
         raise FileNotFoundError(f"intrinsics file not found: {text} (or give 'fx,fy,cx,cy')")
     where = f"intrinsics file {path}"
