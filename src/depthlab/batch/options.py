@@ -114,7 +114,7 @@ class RayOptions:
             instance if this process already started one, else a new local instance.
         workers: completion actors (each builds the method/pipeline once).
         gpus_per_worker: GPUs reserved per actor (0 on CPU machines; 1 per DepthLab copy on GPUs).
-        cpus_per_worker: CPUs reserved per actor.
+        cpus_per_worker: CPUs reserved per actor (decoding tasks need 0.25 CPU besides).
         batch_size: items handed to an actor per call.
     """
 

@@ -159,13 +159,17 @@ def _relative(path: Path, out: Path) -> str:
     return Path(os.path.relpath(path, out)).as_posix()
 
 
+class _PrepareError(Exception):
+    """An error raised while decoding an item in another process, as its one-line description."""
+
+
 def run_item(
     task: Task,
     loaded: LoadedMethod,
     options: BatchOptions,
     out: str | os.PathLike,
     *,
-    prepared: PreparedItem | None = None,
+    prepared: PreparedItem | str | None = None,
     show_progress_bar: bool = False,
     raise_errors: bool = False,
 ) -> dict[str, Any]:
@@ -173,7 +177,8 @@ def run_item(
 
     A failure is returned as a record with ``status="failed"`` and the error (re-raised after
     the record is built when ``raise_errors``). ``prepared``: inputs already decoded by
-    :func:`prepare_item` (the Ray engine decodes in a separate CPU stage).
+    :func:`prepare_item` (the Ray engine decodes in a separate CPU stage), or the one-line error
+    (``"Type: message"``) that decoding raised.
     """
     from depthlab.completion import complete
 
@@ -191,6 +196,8 @@ def run_item(
     start = time.perf_counter()
     try:
         # 1. read
+        if isinstance(prepared, str):
+            raise _PrepareError(prepared)
         if prepared is None:
             prepared = prepare_item(item, options)
         # 2. complete (DepthLab: noise from the item's own seed)
@@ -225,7 +232,7 @@ def run_item(
         # 3. write (all of the item's new files, or none)
         written = write_outputs(result, output_paths(item, task.write), options)
     except Exception as error:
-        message = f"{type(error).__name__}: {error}"
+        message = str(error) if isinstance(error, _PrepareError) else f"{type(error).__name__}: {error}"
         record.update(
             status="failed",
             formats=[],
@@ -360,13 +367,18 @@ def check_out_writable(out: str | os.PathLike) -> Path:
     return out
 
 
-def _distributed_state() -> Any:
-    """The ``accelerate.PartialState`` when launched with several processes (accelerate/torchrun), else None."""
+def _distributed_state(options: BatchOptions) -> Any:
+    """The ``accelerate.PartialState`` when launched with several processes (accelerate/torchrun), else None.
+
+    Each process runs on its own accelerator (``state.device``); on machines without one, or with
+    ``device="cpu"``, the processes run on the CPU (gloo).
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=options.device == "cpu" or not torch.cuda.is_available())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -384,6 +396,8 @@ class BatchReport:
             same settings).
         manifest: path of the results manifest.
         seconds: wall time of the run.
+        process_index: this process's rank in a multi-process launch (0: the main process,
+            which reports).
     """
 
     method: str
@@ -393,6 +407,7 @@ class BatchReport:
     skipped: dict[str, int] = field(default_factory=dict)
     manifest: Path | None = None
     seconds: float = 0.0
+    process_index: int = 0
 
     @property
     def num_skipped(self) -> int:
@@ -455,7 +470,7 @@ def run_batch(
     out = check_out_writable(out)
 
     # 1. who am I: the whole list, an explicit shard, or one process of a launch
-    state = _distributed_state() if shard is None else None
+    state = _distributed_state(options) if shard is None else None
     rank, world = (state.process_index, state.num_processes) if state is not None else (shard or (0, 1))
     is_main = rank == 0
 
@@ -542,6 +557,7 @@ def run_batch(
         skipped=skip_counts,
         manifest=path,
         seconds=time.perf_counter() - start,
+        process_index=rank,
     )
 
 

@@ -317,6 +317,12 @@ def register(subparsers: Any) -> None:
         help="Ray: GPUs per worker (default 0; use 1 for DepthLab on GPUs)",
     )
     engine_group.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        default=1.0,
+        help="Ray: CPUs reserved per worker (default 1); decoding tasks use 0.25 CPU besides",
+    )
+    engine_group.add_argument(
         "--batch-size", type=int, default=1, help="Ray: items per worker call (default 1)"
     )
     parser.set_defaults(func=run)
@@ -402,12 +408,17 @@ def ray_options(args: argparse.Namespace) -> RayOptions:
     for flag, value in (("--workers", args.workers), ("--batch-size", args.batch_size)):
         if value < 1:
             raise UserError(f"{flag} must be at least 1; got {value}")
-    if args.gpus_per_worker < 0:
-        raise UserError(f"--gpus-per-worker must be >= 0; got {args.gpus_per_worker:g}")
+    for flag, number in (
+        ("--gpus-per-worker", args.gpus_per_worker),
+        ("--cpus-per-worker", args.cpus_per_worker),
+    ):
+        if number < 0:
+            raise UserError(f"{flag} must be >= 0; got {number:g}")
     return RayOptions(
         address=args.address,
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
+        cpus_per_worker=args.cpus_per_worker,
         batch_size=args.batch_size,
     )
 
@@ -478,12 +489,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
 
     out = Path(args.out)
+    conflicts = {reason: n for reason, n in report.skipped.items() if reason != "done"}
+    status = 1 if report.failed or conflicts else 0
+    if report.process_index != 0:  # one process of a launch: the main process reports for all
+        return status
     done = report.skipped.get("done", 0)
     print(
         f"depthlab complete: {len(report.completed)} completed, {done} already done (skipped), "
         f"{len(report.failed)} failed; outputs in {out} ({report.seconds:.1f} s)"
     )
-    conflicts = {reason: n for reason, n in report.skipped.items() if reason != "done"}
     for reason, count in conflicts.items():
         print(f"depthlab complete: {count} skipped: {reason}; --overwrite to recompute", file=sys.stderr)
     if len(report.completed) == 1 and not report.failed and not report.num_skipped:
@@ -491,4 +505,4 @@ def run(args: argparse.Namespace) -> int:
             print(f"  wrote {out / rel}")
     for record in report.failed:
         print(f"  FAILED {record['item']}: {record['error']}", file=sys.stderr)
-    return 1 if report.failed or conflicts else 0
+    return status
