@@ -76,16 +76,17 @@ def test_guided_follows_colour_edges_better_than_linear_and_nearest():
     assert errors["guided"] < errors["nearest"]
 
 
-def test_guided_keeps_constant_depth_and_linear_space_with_zero_depth():
+def test_guided_keeps_constant_depth_and_a_masked_zero_becomes_unknown(caplog):
     rgb = np.random.default_rng(0).integers(0, 255, (20, 24, 3), dtype=np.uint8)
     known = np.zeros((20, 24), bool)
     known[::5, ::5] = True
     out = classical.guided(rgb, np.where(known, 3.0, 0.0), known)
     assert np.allclose(out, 3.0, atol=1e-3)
     depth = np.where(known, 2.0, 0.0)
-    depth[0, 0] = 0.0  # a known zero: inverse depth impossible, falls back to linear space
+    depth[0, 0] = 0.0  # marked known but 0 m: not a measurement, so it is filled (with a warning)
     out = classical.guided(rgb, depth, known)
-    assert out[0, 0] == 0.0 and np.all(np.isfinite(out))
+    assert np.all(np.isfinite(out)) and abs(out[0, 0] - 2.0) < 1e-3
+    assert "1 pixels known whose depth is 0" in caplog.text
 
 
 def test_input_errors_name_the_argument():

@@ -102,6 +102,36 @@ def test_depthlab_requested_without_weights_is_an_error(inputs, no_weights, tmp_
         complete(rgb, depth, known, method="depthlab", checkpoints=tmp_path)
 
 
+def test_known_pixels_need_depth_above_zero(inputs, caplog):
+    rgb, depth, known = inputs
+    region = np.zeros_like(known)
+    region[:, :20] = True  # a 'valid region' mask over sparse depth
+    out_known = complete(rgb, depth, region, method="guided")
+    out_fill = complete(rgb, depth, ~(~region), method="guided")
+    assert "pixels known whose depth is 0" in caplog.text
+    assert np.array_equal(out_known.known_mask, region & (depth > 0))
+    assert np.array_equal(out_known.depth, out_fill.depth) and np.all(out_known.depth > 0)
+    negative = depth.copy()
+    negative[0, :3] = -2.0
+    with pytest.raises(ValueError, match=r"3 negative values .*min -2"):
+        complete(rgb, negative, method="guided")
+    with pytest.raises(ValueError, match=r"negative values \(every value\)"):
+        complete(rgb, -np.ones_like(depth), method="guided")
+    with pytest.raises(ValueError, match="every pixel as known"):
+        complete(rgb, depth + 1.0, method="nearest")
+
+
+def test_depthlab_options_checked_for_every_method(inputs, no_weights, caplog):
+    rgb, depth, known = inputs
+    with pytest.raises(ValueError, match="`num_inference_steps` must be >= 1; got 0"):
+        complete(rgb, depth, known, num_inference_steps=0)
+    with pytest.raises(ValueError, match=r"`strength` must be in \(0, 1\]; got 1.5"):
+        complete(rgb, depth, known, method="guided", strength=1.5)
+    out = complete(rgb, depth, known, num_inference_steps=4, fill_mode="fast")
+    assert out.info["ignored_options"] == ["fill_mode", "num_inference_steps"]
+    assert "does not use option(s) fill_mode, num_inference_steps" in caplog.text
+
+
 def test_registry_lists_every_method_and_reads_align_argument():
     from depthlab.completion import get_method, method_names
 

@@ -41,6 +41,9 @@ __all__ = [
     "complete",
     "resolve_method",
     "load_pipeline",
+    "DEPTHLAB_OPTION_RULES",
+    "check_depthlab_options",
+    "estimate_cpu_seconds",
 ]
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,107 @@ logger = logging.getLogger(__name__)
 # options of ``complete`` that are used to load the pipeline, not passed to its call
 _LOAD_OPTIONS = ("device", "torch_dtype")
 MethodRunner = Callable[[Any, np.ndarray, np.ndarray], Any]
+
+
+# DepthLab call options that are checked up front by ``complete`` for every method (an invalid
+# value is an error even when ``auto`` falls back to a classical method):
+# name -> (kind, rule): "int" (minimum), "float" ((low, low included, high or None, as text)),
+# "choice" (the allowed values).
+DEPTHLAB_OPTION_RULES: dict[str, tuple[str, Any]] = {
+    "num_inference_steps": ("int", 1),
+    "ensemble_size": ("int", 1),
+    "batch_size": ("int", 1),
+    "processing_resolution": ("int", 0),
+    "strength": ("float", (0.0, False, 1.0, "in (0, 1]")),
+    "normalize_scale": ("float", (0.0, False, None, "> 0")),
+    "guidance_scale": ("float", (1.0, True, None, ">= 1")),
+    "preserve_known": ("choice", ("none", "exact", "smooth")),
+    "resize_mode": ("choice", ("auto", "nearest", "preserve")),
+    "fill_mode": ("choice", ("exact", "fast")),
+    "timestep_spacing": ("choice", (None, "leading", "trailing", "linspace")),
+}
+
+
+def check_depthlab_options(options: dict[str, Any]) -> None:
+    """Range-check the DepthLab options in ``options`` (others are left alone).
+
+    Raises:
+        ValueError / TypeError naming the option and its value, e.g. ``num_inference_steps=0``.
+    """
+    for name, value in options.items():
+        rule = DEPTHLAB_OPTION_RULES.get(name)
+        if rule is None:
+            continue
+        kind, spec = rule
+        if kind == "choice":
+            if value not in spec:
+                shown = ", ".join(repr(v) for v in spec)
+                raise ValueError(f"`{name}` must be one of {shown}; got {value!r}")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"`{name}` must be a number; got {value!r}")
+        if kind == "int":
+            if not isinstance(value, (int, np.integer)):
+                raise TypeError(f"`{name}` must be an integer; got {value!r}")
+            if value < spec:
+                raise ValueError(f"`{name}` must be >= {spec}; got {value}")
+            continue
+        low, low_included, high, text = spec
+        inside = bool(np.isfinite(value)) and (value >= low if low_included else value > low)
+        if not inside or (high is not None and value > high):
+            raise ValueError(f"`{name}` must be {text}; got {value}")
+    steps, strength = options.get("num_inference_steps"), options.get("strength")
+    if steps is not None and strength is not None and int(steps * strength) < 1:
+        raise ValueError(
+            f"`strength`={strength} with `num_inference_steps`={steps} keeps no denoising step "
+            "(int(steps * strength) must be >= 1)"
+        )
+
+
+# Measured on a 2-core x86 CPU, full-size DepthLab (benchmarks/results/pipeline_speed_cpu.md):
+# one estimation U-Net step at 576x768 takes 7.8 s in float32 and 5.2 s in bfloat16; the fixed
+# work (reference U-Net, 4 VAE encodes, decode, CLIP) costs about 7 steps. Time scales with the
+# number of processed pixels and inversely with the cores.
+_CPU_STEP_SECONDS = {"fp32": 7.8, "bf16": 5.2, "fp16": 7.8}
+_CPU_REFERENCE_PIXELS = 576 * 768
+_CPU_REFERENCE_THREADS = 2
+_FIXED_STEPS = 7
+
+
+def estimate_cpu_seconds(
+    image_size: tuple[int, int],
+    *,
+    num_inference_steps: int = 50,
+    strength: float = 0.8,
+    processing_resolution: int = 768,
+    ensemble_size: int = 1,
+    dtype: str = "fp32",
+    threads: int | None = None,
+    **_: Any,
+) -> float:
+    """Rough seconds per image of DepthLab on this machine's CPU (for a warning before it runs).
+
+    Args:
+        image_size: ``(H, W)`` of the input; the model runs at ``processing_resolution`` (longest
+            side; 0 = input size).
+        num_inference_steps: DDIM steps, as in the pipeline call.
+        strength: as in the pipeline call; ``int(steps * strength)`` steps run.
+        processing_resolution: longest side at which the model runs (0 = input size).
+        ensemble_size: members per image (each runs every step).
+        dtype: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        threads: CPU threads torch uses (None -> ``os.cpu_count()``).
+    """
+    import os
+
+    height, width = (int(v) for v in image_size)
+    longest = processing_resolution or max(height, width)
+    ratio = longest / max(height, width)
+    pixels = max(1.0, height * ratio) * max(1.0, width * ratio)
+    cores = threads or os.cpu_count() or 1
+    step = _CPU_STEP_SECONDS.get(dtype, 7.8) * pixels / _CPU_REFERENCE_PIXELS
+    step *= _CPU_REFERENCE_THREADS / min(cores, 16)
+    steps = max(1, int(num_inference_steps * strength)) * max(1, ensemble_size) + _FIXED_STEPS
+    return float(step * steps)
 
 
 @dataclass(frozen=True)
@@ -313,8 +417,21 @@ def prepare_method(
     Pass the result as ``complete(..., method=prepared)`` to run it on many images without
     reloading. Arguments as for :func:`complete`.
     """
+    check_depthlab_options(options)
     chosen, reason, paths = resolve_method(method, pipeline=pipeline, checkpoints=checkpoints)
-    return _prepare(chosen, reason, paths, lenient=method == "auto", pipeline=pipeline, options=options)
+    prepared = _prepare(chosen, reason, paths, lenient=method == "auto", pipeline=pipeline, options=options)
+    _warn_ignored(prepared)
+    return prepared
+
+
+def _warn_ignored(prepared: PreparedMethod) -> None:
+    if prepared.ignored_options:
+        logger.warning(
+            "method %r does not use option(s) %s; they were ignored (%s)",
+            prepared.name,
+            ", ".join(prepared.ignored_options),
+            prepared.reason,
+        )
 
 
 def _load_depthlab(source: Any, **options: Any) -> MethodRunner:
@@ -361,9 +478,16 @@ def complete(
             (``num_inference_steps``, ``processing_resolution``, ``generator``, ...; plus
             ``device`` and ``torch_dtype`` used to load it), the keyword options of the
             classical function (:func:`depthlab.classical.guided` etc.), or those of
-            :meth:`depthlab.monocular.AlignBaseline.from_pretrained`. With ``method="auto"``,
-            options the chosen method does not take are ignored and listed in
+            :meth:`depthlab.monocular.AlignBaseline.from_pretrained`. DepthLab options are
+            range-checked for every method (``num_inference_steps=0`` is an error even when
+            ``auto`` falls back to ``guided``). With ``method="auto"``, options the chosen method
+            does not take are ignored, named in a logged warning and listed in
             ``info["ignored_options"]``.
+
+    Known pixels: see :func:`depthlab.inputs.resolve_known_mask` (mask pixels over 0/non-finite
+    depth become unknown with a warning; negative known depth is an error). When every pixel is
+    known there is nothing to complete: ``ValueError``, as in the pipeline (except DepthLab with
+    ``refine=True``).
 
     Returns:
         :class:`depthlab.outputs.DepthLabOutput` with ``depth`` float32 ``[H, W]`` in the input
@@ -371,7 +495,8 @@ def complete(
         ``seconds``, ...).
 
     Raises:
-        ValueError / TypeError: bad inputs, unknown method or options (messages name them).
+        ValueError / TypeError: bad inputs (including every pixel known), unknown method or
+            out-of-range options (messages name them).
         FileNotFoundError: ``method="depthlab"`` and no weights found.
     """
     prepared = method if isinstance(method, PreparedMethod) else None
@@ -379,12 +504,14 @@ def complete(
         raise TypeError("`method` is a PreparedMethod: give its options to prepare_method, not here")
     if prepared is None:
         check_method(method)
+        check_depthlab_options(options)
     start = time.perf_counter()
     # 1. standardise and check the inputs once, for every method
     depth_array = to_depth_array(depth)
     known = resolve_known_mask(known_mask, depth_array)
     rgb = None if image is None else to_rgb_uint8(image)
-    check_completion_inputs(rgb, depth_array, known, allow_all_known=True)
+    refine = (prepared.options if prepared is not None else options).get("refine", False)
+    check_completion_inputs(rgb, depth_array, known, allow_all_known=bool(refine))
 
     # 2. choose the method, load what it needs
     if prepared is None:
@@ -393,6 +520,7 @@ def complete(
             raise ValueError(f"`image` is None but method {chosen!r} needs the RGB image")
         lenient = method == "auto"
         prepared = _prepare(chosen, reason, paths, lenient=lenient, pipeline=pipeline, options=options)
+        _warn_ignored(prepared)
     elif rgb is None and prepared.method.needs_image:
         raise ValueError(f"`image` is None but method {prepared.name!r} needs the RGB image")
 
@@ -411,9 +539,6 @@ def complete(
     output.info["seconds"] = time.perf_counter() - start
     if prepared.ignored_options:
         output.info["ignored_options"] = list(prepared.ignored_options)
-        logger.info(
-            "complete: method %r ignored option(s) %s", prepared.name, ", ".join(prepared.ignored_options)
-        )
     return output
 
 

@@ -28,6 +28,9 @@ class BatchOptions:
         alpha: RGB alpha channel: ``composite`` onto black or ``drop``.
         out_scale: scale of the 16-bit PNG output (default: ``depth_scale``).
         cmap / vmin / vmax / colorbar / unit: colour pictures (``color``, ``panel``).
+        keep: a mask protocol (``"points:500"``, ``"ratio:5"``, ...): make sparse input from the
+            read depth first (:func:`depthlab.masks.sparsify` with ``seed``, the same for every
+            item, as the API call); None: use the depth as read.
         intrinsics: camera of the images for ``ply`` (``"fx,fy,cx,cy"`` or a K file, see
             :func:`depthlab.geometry.load_camera`; checked against each image's size).
         ply_region: ``ply`` points: ``unknown`` (the completed region only, default) or ``all``.
@@ -53,6 +56,7 @@ class BatchOptions:
     vmax: float | None = None
     colorbar: bool = False
     unit: str = ""
+    keep: str | None = None
     intrinsics: str | None = None
     ply_region: str = "unknown"
     method_options: dict[str, Any] = field(default_factory=dict)
@@ -73,9 +77,12 @@ class BatchOptions:
         values = asdict(self)
         for name in NOT_RECORDED + WRITING_ONLY:
             values.pop(name)
+        if values["keep"] is None:
+            values.pop("keep")  # runs without --keep keep the digests they always had
         if method != "depthlab":
             for name in ("method_options", "checkpoints", "dtype", "seed"):
-                values.pop(name)
+                if name != "seed" or self.keep is None:  # --keep draws its pixels with the seed
+                    values.pop(name)
         return {"method": method, **json.loads(json.dumps(values, sort_keys=True, default=str))}
 
 

@@ -53,7 +53,7 @@ def _npy(path: Path, result: ItemResult, options: BatchOptions) -> None:
 def _png16(path: Path, result: ItemResult, options: BatchOptions) -> None:
     scale = options.out_scale or options.depth_scale
     if scale is None:
-        raise ValueError("--format png16 needs --out-scale (or --depth-scale), e.g. 1000")
+        raise ValueError("--format png16 needs --out-scale (stored value = depth x scale), e.g. 1000")
     io.write_depth_png16(path, result.completed, scale, overwrite=True)
 
 
@@ -80,6 +80,8 @@ def _panel(path: Path, result: ItemResult, options: BatchOptions) -> None:
         vmin=options.vmin,
         vmax=options.vmax,
         cmap=options.cmap,
+        unit=options.unit,
+        caption=io.panel_caption(result.method, result.known_mask, result.info.get("seconds")),
         overwrite=True,
     )
 
@@ -118,7 +120,9 @@ FORMATS: dict[str, OutputFormat] = {
     "color": OutputFormat(
         "_color.png", _color, "colourised depth", ("cmap", "vmin", "vmax", "colorbar", "unit")
     ),
-    "panel": OutputFormat("_panel.png", _panel, "RGB | input depth | completed", ("cmap", "vmin", "vmax")),
+    "panel": OutputFormat(
+        "_panel.png", _panel, "RGB | input depth | completed", ("cmap", "vmin", "vmax", "unit")
+    ),
     "ply": OutputFormat(
         "_points.ply",
         _ply,

@@ -23,6 +23,7 @@ with other settings are skipped with the difference named (exit status 1), never
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 from depthlab.batch.options import BatchOptions, RayOptions
 from depthlab.batch.worklist import WorkListSpec
 from depthlab.batch.writers import FORMATS as OUTPUT_FORMATS
-from depthlab.cli import UserError
+from depthlab.cli import UserError, parse_device
 
 FORMATS = tuple(OUTPUT_FORMATS)
 
@@ -58,6 +59,37 @@ def _method(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _number(kind: type, low: float, *, low_included: bool = True, high: float | None = None) -> Any:
+    """Type for argparse: a ``kind`` (int/float) in the range, else a one-line error with the value."""
+    text_range = f"{'>=' if low_included else '>'} {low:g}" + (
+        f" and <= {high:g}" if high is not None else ""
+    )
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}; got {text!r}") from None
+        below = value < low if low_included else value <= low
+        if not math.isfinite(value) or below or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {text_range}; got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _keep(text: str) -> str:
+    """``--keep`` value: a mask protocol of depthlab.masks (checked here, before any work)."""
+    from depthlab.masks import parse_protocol
+
+    try:
+        parse_protocol(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def register(subparsers: Any) -> None:
     from depthlab.completion import describe_methods
 
@@ -78,7 +110,9 @@ def register(subparsers: Any) -> None:
     io_group.add_argument("--mask", help="known-mask file or folder (default: known = depth > 0)")
     io_group.add_argument(
         "--points",
-        help="CSV/TXT of 'u,v,depth' points (file or folder) used as the known depth instead of --depth",
+        help="CSV/TXT of points (file or folder) used as the known depth instead of --depth (not "
+        "with it): 'u,v,depth' without a header; a header may name the fields u/x/col, v/y/row, "
+        "depth/z/d in any order",
     )
     io_group.add_argument(
         "--manifest",
@@ -86,10 +120,20 @@ def register(subparsers: Any) -> None:
     )
     io_group.add_argument(
         "--depth-scale",
-        type=float,
+        type=_number(float, 0, low_included=False),
         default=None,
-        help="stored value / scale = depth (required for integer PNG/TIFF: "
-        "1000 for mm -> m, 256 for KITTI); also the default --out-scale",
+        help="stored value / scale = depth, for integer depth only (PNG, integer TIFF/.npy, integer "
+        "CSV values), where it is required: 1000 for mm -> m, 256 for KITTI; float files are "
+        "depth as they are (a scale is an error); also the default --out-scale",
+    )
+    io_group.add_argument(
+        "--keep",
+        type=_keep,
+        default=None,
+        metavar="PROTOCOL",
+        help="make sparse input from the (dense) depth first: points:500, ratio:5 (percent), "
+        "holes:0.3, lidar:64, border:0.2 (depthlab.masks.sparsify on the valid or --mask-known "
+        "pixels, drawn with --seed)",
     )
     io_group.add_argument("--depth-key", default=None, help="array name inside a .npz depth file")
     io_group.add_argument(
@@ -116,15 +160,20 @@ def register(subparsers: Any) -> None:
     )
     out_group.add_argument(
         "--out-scale",
-        type=float,
+        type=_number(float, 0, low_included=False),
         default=None,
-        help="scale of the 16-bit PNG output (default: --depth-scale)",
+        help="png16 output stores depth x scale (default: --depth-scale)",
     )
     out_group.add_argument("--cmap", default="Spectral", help="matplotlib colormap (default Spectral)")
     out_group.add_argument("--vmin", type=float, default=None, help="fixed colour range low end")
     out_group.add_argument("--vmax", type=float, default=None, help="fixed colour range high end")
     out_group.add_argument("--colorbar", action="store_true", help="add a colour bar to color PNGs")
-    out_group.add_argument("--unit", default="", help="unit label under the colour bar, e.g. m")
+    out_group.add_argument(
+        "--unit",
+        default=None,
+        help="unit of colour bars, panels and messages (default: m with --depth-scale 1000 or 256, "
+        "else none)",
+    )
     out_group.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs (default: skip items already done)"
     )
@@ -155,14 +204,21 @@ def register(subparsers: Any) -> None:
         help="DepthLab weights folder (original or save_pretrained layout); "
         "default: $DEPTHLAB_CHECKPOINTS, then the huggingface_hub cache",
     )
-    method_group.add_argument("--steps", type=int, default=None, help="DepthLab denoising steps")
+    method_group.add_argument(
+        "--steps", type=_number(int, 1), default=None, help="DepthLab denoising steps (>= 1, default 50)"
+    )
     method_group.add_argument(
         "--processing-resolution",
-        type=int,
+        type=_number(int, 0),
         default=None,
-        help="DepthLab: longest side at which the model runs (0 = input size)",
+        help="DepthLab: longest side at which the model runs (0 = input size, default 768)",
     )
-    method_group.add_argument("--strength", type=float, default=None, help="DepthLab strength (0, 1]")
+    method_group.add_argument(
+        "--strength",
+        type=_number(float, 0, low_included=False, high=1),
+        default=None,
+        help="DepthLab strength in (0, 1] (default 0.8)",
+    )
     method_group.add_argument(
         "--blend",
         action=argparse.BooleanOptionalAction,
@@ -170,22 +226,63 @@ def register(subparsers: Any) -> None:
         help="DepthLab: re-inject known depth latents during denoising",
     )
     method_group.add_argument(
-        "--normalize-scale", type=float, default=None, help="DepthLab: known depth range is mapped to [-s, s]"
+        "--normalize-scale",
+        type=_number(float, 0, low_included=False),
+        default=None,
+        help="DepthLab: known depth range is mapped to [-s, s]",
     )
     method_group.add_argument(
         "--refine", action="store_true", help="DepthLab: the depth is a full rough map to refine"
     )
-    method_group.add_argument("--ensemble", type=int, default=None, help="DepthLab ensemble size")
+    method_group.add_argument(
+        "--ensemble", type=_number(int, 1), default=None, help="DepthLab ensemble size (>= 1)"
+    )
+    method_group.add_argument(
+        "--guidance-scale",
+        type=_number(float, 1),
+        default=None,
+        help="DepthLab classifier-free guidance (>= 1, default 1; > 1 loads the text encoder)",
+    )
+    method_group.add_argument(
+        "--preserve-known",
+        choices=("none", "exact", "smooth"),
+        default=None,
+        help="DepthLab: none (original, default), exact (paste the known depth back), smooth "
+        "(exact, without a seam)",
+    )
+    method_group.add_argument(
+        "--resize-mode",
+        choices=("auto", "nearest", "preserve"),
+        default=None,
+        help="DepthLab: how the known mask is resized to the processing size (auto, the default, "
+        "keeps sparse points)",
+    )
+    method_group.add_argument(
+        "--fill-mode",
+        choices=("exact", "fast"),
+        default=None,
+        help="DepthLab pre-fill: exact (original, default) or fast",
+    )
+    method_group.add_argument(
+        "--timestep-spacing",
+        choices=("leading", "trailing", "linspace"),
+        default=None,
+        help="DepthLab DDIM timestep spacing (default: the scheduler's; trailing for 1-4 steps)",
+    )
     method_group.add_argument(
         "--seed",
         type=int,
         default=0,
-        help="DepthLab base seed (default 0); each image's noise comes from a "
-        "hash of the seed and the image's output name, so results do not "
-        "depend on the order or the number of workers",
+        help="seed (default 0) of --keep (the same for every image, as "
+        "depthlab.masks.sparsify(depth, PROTOCOL, seed)) and of DepthLab's noise (each image's "
+        "from a hash of the seed and its output name, so results do not depend on the order or "
+        "the number of workers)",
     )
     method_group.add_argument(
-        "--device", default=None, help="torch device for DepthLab (default: cuda if available, else cpu)"
+        "--device",
+        type=parse_device,
+        default=None,
+        help="torch device for DepthLab: cpu, cuda, cuda:N, mps (default: cuda if available, else cpu)",
     )
     method_group.add_argument(
         "--dtype",
@@ -241,7 +338,26 @@ _PIPELINE_FLAGS = (
     ("blend", "blend"),
     ("normalize_scale", "normalize_scale"),
     ("ensemble", "ensemble_size"),
+    ("guidance_scale", "guidance_scale"),
+    ("preserve_known", "preserve_known"),
+    ("resize_mode", "resize_mode"),
+    ("fill_mode", "fill_mode"),
+    ("timestep_spacing", "timestep_spacing"),
 )
+
+
+def _unit(args: argparse.Namespace) -> str:
+    """``--unit``, or ``m`` for the metre-producing scales (1000: mm, 256: KITTI)."""
+    if args.unit is not None:
+        return args.unit
+    return "m" if args.depth_scale in (1000.0, 256.0) else ""
+
+
+def _depthlab_only_flags(args: argparse.Namespace) -> list[str]:
+    """The DepthLab-only flags given on the command line."""
+    given = [f"--{name.replace('_', '-')}" for name, _ in _PIPELINE_FLAGS if getattr(args, name) is not None]
+    given += [flag for flag, value in (("--refine", args.refine), ("--dtype", args.dtype)) if value]
+    return given + (["--device"] if args.device is not None else [])
 
 
 def work_list_spec(args: argparse.Namespace) -> WorkListSpec:
@@ -274,7 +390,8 @@ def batch_options(args: argparse.Namespace) -> BatchOptions:
         vmin=args.vmin,
         vmax=args.vmax,
         colorbar=args.colorbar,
-        unit=args.unit,
+        unit=_unit(args),
+        keep=args.keep,
         intrinsics=args.intrinsics,
         ply_region=args.ply_region,
         method_options=method_options,
@@ -313,7 +430,15 @@ def run(args: argparse.Namespace) -> int:
     if args.vmin is not None and args.vmax is not None and not args.vmax > args.vmin:
         raise UserError(f"--vmax ({args.vmax}) must be larger than --vmin ({args.vmin})")
     if "png16" in args.format and args.out_scale is None and args.depth_scale is None:
-        raise UserError("--format png16 needs --out-scale (or --depth-scale), e.g. 1000 for mm")
+        raise UserError(
+            "--format png16 needs --out-scale (the PNG stores depth x scale), e.g. --out-scale 1000 "
+            "for millimetres from metres"
+        )
+    if args.points and args.depth:
+        raise UserError(
+            f"give --depth ({args.depth}) or --points ({args.points}), not both: the points would "
+            "replace the depth map; merge them into one depth file first if that is what you want"
+        )
     if "ply" in args.format and args.intrinsics is None:
         raise UserError("--format ply needs --intrinsics (fx,fy,cx,cy or a K file)")
     if args.engine == "local" and args.address is not None:
@@ -321,6 +446,30 @@ def run(args: argparse.Namespace) -> int:
 
     def announce(loaded: Any) -> None:
         print(f"depthlab complete: method {loaded.name}: {loaded.reason}", flush=True)
+        if loaded.name != "depthlab" and _depthlab_only_flags(args):
+            log(
+                f"warning: {', '.join(_depthlab_only_flags(args))} only apply to DepthLab and are "
+                f"ignored: method {loaded.name} runs"
+            )
+        device = str(getattr(loaded.pipeline, "device", ""))
+        if loaded.name == "depthlab" and device.startswith("cpu"):
+            from depthlab.completion import estimate_cpu_seconds
+
+            options = batch_options(args).method_options
+            seconds = estimate_cpu_seconds((576, 768), dtype=args.dtype or "fp32", **options)
+            log(
+                f"warning: DepthLab runs on the CPU: expect about {seconds / 60:.0f} min per 4:3 image "
+                f"at processing resolution {options.get('processing_resolution', 768)} (a GPU is "
+                "tens of times faster; --method guided takes about a second)"
+            )
+
+    def item_done(record: dict[str, Any]) -> None:
+        if not args.quiet:
+            print(
+                f"  {record['item']}: {record.get('known_depth', '')}; {record['method']} "
+                f"{record['seconds']:.2f} s",
+                flush=True,
+            )
 
     def log(message: str) -> None:
         print(f"depthlab complete: {message}", file=sys.stderr, flush=True)
@@ -334,6 +483,7 @@ def run(args: argparse.Namespace) -> int:
             ray=ray_options(args) if args.engine == "ray" else None,
             on_method=announce,
             log=log,
+            on_item=item_done,
         )
     except ImportError as error:
         raise UserError(str(error)) from None

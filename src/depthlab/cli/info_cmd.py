@@ -12,8 +12,19 @@ from typing import Any
 from depthlab.cli import UserError
 
 _PACKAGES = (
-    "numpy", "scipy", "cv2", "PIL", "matplotlib", "tifffile", "huggingface_hub", "OpenEXR",
-    "torch", "diffusers", "transformers", "accelerate", "safetensors",
+    "numpy",
+    "scipy",
+    "cv2",
+    "PIL",
+    "matplotlib",
+    "tifffile",
+    "huggingface_hub",
+    "OpenEXR",
+    "torch",
+    "diffusers",
+    "transformers",
+    "accelerate",
+    "safetensors",
 )
 _HUB_IDS = {
     "marigold": "prs-eth/marigold-depth-v1-0",
@@ -57,8 +68,10 @@ def _device_lines() -> list[str]:
     try:
         import torch
     except ImportError:
-        return ["device: cpu (torch not installed: classical methods only; "
-                "`pip install 'depthlab[diffusion]'` for DepthLab)"]
+        return [
+            "device: cpu (torch not installed: classical methods only; "
+            "`pip install 'depthlab[diffusion]'` for DepthLab)"
+        ]
     lines = []
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
@@ -93,8 +106,10 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"  1. --checkpoints {args.checkpoints}")
     env = os.environ.get("DEPTHLAB_CHECKPOINTS")
     print(f"  {'2' if args.checkpoints else '1'}. $DEPTHLAB_CHECKPOINTS = {env or '(not set)'}")
-    print(f"  {'3' if args.checkpoints else '2'}. huggingface_hub cache {_hub_cache()} for "
-          + ", ".join(_HUB_IDS.values()))
+    print(
+        f"  {'3' if args.checkpoints else '2'}. huggingface_hub cache {_hub_cache()} for "
+        + ", ".join(_HUB_IDS.values())
+    )
     try:
         from depthlab.models.loading import find_checkpoints
     except ImportError as error:
