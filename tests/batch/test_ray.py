@@ -139,3 +139,21 @@ def test_ray_killed_worker_loses_only_in_flight_items(local_ray, tmp_path, write
     assert tree(out) == tree(reference) and len(tree(out)) == 8
     assert all(r["status"] == "ok" for r in records(out).values())
     assert run_batch_ray(items, "guided", options, out, ray=TWO_WORKERS).completed == []
+
+
+def test_cli_engine_ray(local_ray, tmp_path, write_item, capsys):
+    from depthlab.cli import main
+
+    for i in range(3):
+        write_item(tmp_path / "in", f"s{i}", i)
+    args = ["complete", str(tmp_path / "in"), "--depth-scale", "1000", "--method", "linear", "--quiet",
+            "--format", "npy,color", "--engine", "ray", "--workers", "2", "--cpus-per-worker", "0.5"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "ray")]) == 0
+    assert "3 completed, 0 already done (skipped), 0 failed" in capsys.readouterr().out
+    assert main([*args, "--workers", "3", "--out", str(tmp_path / "too_many")]) == 2
+    err = capsys.readouterr().err
+    assert "leaves no CPU for decoding" in err and len(err.strip().splitlines()) == 1
+    assert main([*args[:-6], "--out", str(tmp_path / "local")]) == 0
+    assert [p.read_bytes() for p in sorted((tmp_path / "ray").glob("*.npy"))] == [
+        p.read_bytes() for p in sorted((tmp_path / "local").glob("*.npy"))
+    ]

@@ -163,7 +163,10 @@ def run_batch_ray(
     # 2. the pipeline
     started = False
     if not ray_module.is_initialized():
-        ray_module.init(address=settings.address, include_dashboard=False, log_to_driver=False)
+        if settings.address is None:  # a local instance for this run, on the loopback interface only
+            ray_module.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+        else:
+            ray_module.init(address=settings.address, log_to_driver=False)
         started = True
     records: list[dict[str, Any]] = []
     try:

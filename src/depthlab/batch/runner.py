@@ -33,6 +33,7 @@ __all__ = [
     "PreparedItem",
     "Task",
     "check_out_writable",
+    "complete_prepared",
     "load_method",
     "plan",
     "prepare_item",
@@ -159,6 +160,43 @@ def _relative(path: Path, out: Path) -> str:
     return Path(os.path.relpath(path, out)).as_posix()
 
 
+def complete_prepared(
+    prepared: PreparedItem,
+    loaded: LoadedMethod,
+    key: str,
+    options: BatchOptions,
+    *,
+    show_progress_bar: bool = False,
+) -> Any:
+    """Complete one item's decoded inputs with the loaded method: step 2 of :func:`run_item`.
+
+    DepthLab runs with ``options.method_options`` and draws its noise from a CPU generator seeded
+    with ``item_seed(options.seed, key)`` (unless ``method_options`` holds a ``generator``), so
+    the result depends on the item, not on the order, process or worker. Other methods run as
+    prepared once (:func:`depthlab.completion.prepare_method`). Returns a
+    :class:`depthlab.DepthLabOutput`.
+    """
+    from depthlab.completion import complete
+
+    if loaded.pipeline is None:
+        return complete(prepared.rgb, prepared.depth, prepared.known, method=loaded.prepared)
+    import torch
+
+    call_options = dict(options.method_options)
+    call_options["show_progress_bar"] = show_progress_bar
+    if call_options.get("generator") is None:
+        # the pipeline draws its noise on the CPU, so the generator lives there too
+        call_options["generator"] = torch.Generator().manual_seed(item_seed(options.seed, key))
+    return complete(
+        prepared.rgb,
+        prepared.depth,
+        prepared.known,
+        method="depthlab",
+        pipeline=loaded.pipeline,
+        **call_options,
+    )
+
+
 class _PrepareError(Exception):
     """An error raised while decoding an item in another process, as its one-line description."""
 
@@ -180,8 +218,6 @@ def run_item(
     :func:`prepare_item` (the Ray engine decodes in a separate CPU stage), or the one-line error
     (``"Type: message"``) that decoding raised.
     """
-    from depthlab.completion import complete
-
     out = Path(out)
     item = task.item
     settings = options.recorded(loaded.name)
@@ -201,22 +237,7 @@ def run_item(
         if prepared is None:
             prepared = prepare_item(item, options)
         # 2. complete (DepthLab: noise from the item's own seed)
-        call_options: dict[str, Any] = {}
-        if loaded.name == "depthlab":
-            import torch
-
-            call_options = dict(options.method_options)
-            call_options["show_progress_bar"] = show_progress_bar
-            # the pipeline draws its noise on the CPU, so the generator lives there too
-            call_options["generator"] = torch.Generator().manual_seed(item_seed(options.seed, item.key))
-        output = complete(
-            prepared.rgb,
-            prepared.depth,
-            prepared.known,
-            method=loaded.name,
-            pipeline=loaded.pipeline,
-            **call_options,
-        )
+        output = complete_prepared(prepared, loaded, item.key, options, show_progress_bar=show_progress_bar)
         # what was read, e.g. "known depth 0.71-9.98 m after /1000 (500 of 307200 px, 0.163 %)"
         known_depth = io.describe_known_depth(
             prepared.depth, output.known_mask, scale=options.depth_scale, unit=options.unit

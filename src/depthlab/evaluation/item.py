@@ -21,6 +21,7 @@ from depthlab import masks as mask_protocols
 from depthlab.evaluation.metrics import METRIC_NAMES, clip_prediction, compute_metrics, region_mask
 
 __all__ = [
+    "BatchMethod",
     "MethodFn",
     "MethodCache",
     "build_method",
@@ -36,25 +37,55 @@ logger = logging.getLogger(__name__)
 MethodFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
+class BatchMethod:
+    """A method built once and run through the batch's per-item step (:func:`depthlab.batch.complete_prepared`).
+
+    Called as ``method(rgb, depth, known, key=...)``: DepthLab draws its noise from a seed derived
+    from ``key`` (the evaluation item, ``"<dataset>/<protocol>/<sample>"``) and ``seed``, so a
+    prediction does not depend on the order of the run or on what ran before it, exactly as in
+    ``depthlab complete``.
+    """
+
+    def __init__(self, loaded: Any, options: Any) -> None:
+        self.loaded = loaded
+        self.options = options
+
+    def __call__(self, rgb: np.ndarray, depth: np.ndarray, known: np.ndarray, *, key: str = "") -> np.ndarray:
+        from depthlab.batch import PreparedItem, complete_prepared
+
+        output = complete_prepared(PreparedItem(rgb, depth, known), self.loaded, key, self.options)
+        return np.asarray(output.depth, dtype=np.float32)
+
+
 def build_method(method: str, options: Mapping[str, Any] | None = None) -> MethodFn:
-    """Callable ``(rgb [H,W,3] uint8, depth [H,W], known_mask [H,W]) -> depth [H,W]`` for a name.
+    """Callable ``(rgb [H,W,3] uint8, depth [H,W], known_mask [H,W], key=...) -> depth [H,W]`` for a name.
 
     Any method of the registry (:func:`depthlab.completion.method_names`). Expensive state (the
-    DepthLab pipeline, a monocular model) is loaded once, here
-    (:func:`depthlab.completion.prepare_method`).
+    DepthLab pipeline, a monocular model) is loaded once, here. ``options``: the method's options
+    (DepthLab: the pipeline call's arguments, ``pipeline``, ``checkpoints``, ``device``,
+    ``torch_dtype``, and ``seed``, the base of the per-item seeds, default 0).
     """
-    from depthlab.completion import complete, prepare_method
+    from depthlab.batch import BatchOptions, LoadedMethod
+    from depthlab.completion import load_pipeline, prepare_method, resolve_method
 
     options = dict(options or {})
-    if options.get("pipeline") is not None or method in ("depthlab", "auto"):
-        options.setdefault("show_progress_bar", False)  # the run has its own progress bar
-    prepared = prepare_method(method, **options)
-    logger.info("method %s: %s", method, prepared.reason)
-
-    def run(rgb: np.ndarray, depth: np.ndarray, known: np.ndarray) -> np.ndarray:
-        return np.asarray(complete(rgb, depth, known, method=prepared).depth, dtype=np.float32)
-
-    return run
+    seed = int(options.pop("seed", 0))
+    pipeline = options.get("pipeline")
+    chosen, reason, paths = resolve_method(method, pipeline=pipeline, checkpoints=options.get("checkpoints"))
+    if chosen == "depthlab":
+        options.pop("pipeline", None)
+        options.pop("checkpoints", None)
+        load_options = {k: options.pop(k) for k in ("device", "torch_dtype") if k in options}
+        if pipeline is None:
+            pipeline = load_pipeline(paths, **load_options)
+        loaded = LoadedMethod(name=chosen, reason=reason, pipeline=pipeline)
+        batch_options = BatchOptions(method_options=options, seed=seed)
+    else:
+        prepared = prepare_method(method, **options)
+        loaded = LoadedMethod(name=prepared.name, reason=prepared.reason, prepared=prepared)
+        batch_options = BatchOptions(seed=seed)
+    logger.info("method %s: %s", method, reason)
+    return BatchMethod(loaded, batch_options)
 
 
 class MethodCache:
@@ -120,19 +151,28 @@ def known_mask_for(sample: Any, protocol: str, seed: int) -> tuple[np.ndarray, n
 
 
 def predict(
-    method: Callable[[], MethodFn], sample: Any, input_depth: np.ndarray, known: np.ndarray, path: Path
+    method: Callable[[], MethodFn],
+    sample: Any,
+    input_depth: np.ndarray,
+    known: np.ndarray,
+    path: Path,
+    key: str = "",
 ) -> tuple[np.ndarray, float, bool]:
     """``(prediction [H, W] float32, seconds, reused)``; the prediction is saved to ``path``.
 
     A saved prediction of the right shape is reused (``seconds`` NaN); ``method()`` returns the
-    method's callable and is only called when a prediction must be computed.
+    method's callable and is only called when a prediction must be computed. ``key`` names the
+    item for the per-item seed of methods built by :func:`build_method`.
     """
     saved = load_prediction(path, sample.depth.shape)
     if saved is not None:
         return saved, math.nan, True
     function = method()
     tic = time.perf_counter()
-    pred = np.asarray(function(sample.rgb, input_depth, known), np.float32)
+    if isinstance(function, BatchMethod):
+        pred = function(sample.rgb, input_depth, known, key=key)
+    else:  # a callable given by the caller
+        pred = np.asarray(function(sample.rgb, input_depth, known), np.float32)
     seconds = time.perf_counter() - tic
     if pred.shape != sample.depth.shape:
         raise ValueError(f"prediction shape {pred.shape} != depth shape {sample.depth.shape}")

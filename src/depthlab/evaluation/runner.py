@@ -338,7 +338,12 @@ def _evaluate_protocol(
         try:
             # 1. prediction (reused when present), 2. scoring, from the saved prediction
             pred, seconds, reused = predict(
-                lambda m=method: run.methods.get(m), sample, input_depth, known, pred_path
+                lambda m=method: run.methods.get(m),
+                sample,
+                input_depth,
+                known,
+                pred_path,
+                key=f"{label}/{protocol}/{sample_id}",
             )
             rows = score_rows(pred, sample, known, config.regions, depth_range, record)
             run.per_sample += [{**row, "seconds": seconds, "reused": reused} for row in rows]
