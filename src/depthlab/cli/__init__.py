@@ -1,4 +1,4 @@
-"""``depthlab`` command line: ``complete``, ``info``, ``convert``, ``eval``, ``train``.
+"""``depthlab`` command line: ``complete``, ``info``, ``convert``, ``eval``, ``train``, ``demo``.
 
 Each sub-command lives in its own module with a ``register(subparsers)`` function that adds its
 parser and sets ``func`` (called with the parsed namespace, returns the exit status).
@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "depthlab.cli.info_cmd",
     "depthlab.cli.eval_cmd",
     "depthlab.cli.train_cmd",
+    "depthlab.cli.demo_cmd",
 )
 
 
