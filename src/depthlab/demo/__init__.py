@@ -79,19 +79,29 @@ def launch(config: DemoConfig) -> None:
             import gradio  # noqa: F401
         except ImportError as error:
             raise ImportError(
-                f"depthlab demo needs Gradio ({error}); install it with `pip install \"depthlab[demo]\"`"
+                f'depthlab demo needs Gradio ({error}); install it with `pip install "depthlab[demo]"`'
             ) from error
         from depthlab.demo.app import DemoSettings, build_demo
 
-        settings = DemoSettings(workdir=workdir, checkpoints=config.checkpoints,
-                                device=config.device, torch_dtype=torch_dtype)
+        settings = DemoSettings(
+            workdir=workdir, checkpoints=config.checkpoints, device=config.device, torch_dtype=torch_dtype
+        )
         demo, launch_kwargs = build_demo(settings)
-        print(f"depthlab demo: serving on http://{config.host}:{config.port} "
-              f"(temporary files in {workdir}; Ctrl+C stops)", flush=True)
+        print(  # noqa: T201 (the launcher tells the user where the page is)
+            f"depthlab demo: serving on http://{config.host}:{config.port} "
+            f"(temporary files in {workdir}; Ctrl+C stops)",
+            flush=True,
+        )
         demo.queue(default_concurrency_limit=1).launch(
-            server_name=config.host, server_port=int(config.port), share=bool(config.share),
-            ssr_mode=False, mcp_server=False, quiet=True, footer_links=[],
-            allowed_paths=[str(workdir)], **launch_kwargs,
+            server_name=config.host,
+            server_port=int(config.port),
+            share=bool(config.share),
+            ssr_mode=False,
+            mcp_server=False,
+            quiet=True,
+            footer_links=[],
+            allowed_paths=[str(workdir)],
+            **launch_kwargs,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -124,8 +124,13 @@ def _layers(editor: Any) -> list[Any]:
 
 
 def _region_inputs(
-    rgb_file: Any, depth_file: Any, depth_scale: Any, editor: Any, use_invalid: bool,
-    mask_file: Any, mask_convention: str,
+    rgb_file: Any,
+    depth_file: Any,
+    depth_scale: Any,
+    editor: Any,
+    use_invalid: bool,
+    mask_file: Any,
+    mask_convention: str,
 ) -> tuple[runner.Upload, runner.Region]:
     upload = runner.load_upload(rgb_file, depth_file, _number(depth_scale))
     shape = upload.depth.shape
@@ -161,18 +166,16 @@ def build_demo(settings: DemoSettings) -> tuple[gr.Blocks, dict[str, Any]]:
     # ------------------------------------------------------------------------------------------
     # handlers
     # ------------------------------------------------------------------------------------------
-    def load_inputs(rgb_file, depth_file, depth_scale, editor):
+    def load_inputs(rgb_file, depth_file, depth_scale, editor, use_invalid):
         """New files: put the image on the canvas (strokes kept when the size is unchanged)."""
         if not rgb_file:
             return None, None, "Upload an RGB image and a depth file, or click the example."
         if not depth_file:
-            from depthlab import io
-
             try:
-                rgb = io.read_image(rgb_file)
-            except (ValueError, OSError) as error:
-                gr.Warning(f"Cannot read the RGB image: {error}")
-                return None, None, f"Cannot read the RGB image: {error}"
+                rgb = runner.load_image(rgb_file)
+            except runner.DemoInputError as error:
+                gr.Warning(str(error))
+                return None, None, f"**Problem:** {error}"
             return {"background": rgb, "layers": [], "composite": None}, None, "Now upload the depth file."
         try:
             upload = runner.load_upload(rgb_file, depth_file, _number(depth_scale))
@@ -180,16 +183,19 @@ def build_demo(settings: DemoSettings) -> tuple[gr.Blocks, dict[str, Any]]:
             gr.Warning(str(error))
             return None, None, f"**Problem:** {error}"
         height, width = upload.depth.shape
-        layers = [
-            layer for layer in _layers(editor) if np.asarray(layer).shape[:2] == (height, width)
-        ]
+        layers = [layer for layer in _layers(editor) if np.asarray(layer).shape[:2] == (height, width)]
         background = runner.overlay(upload.rgb, invalid=~upload.valid)
         holes = int((~upload.valid).sum())
         status = (
             f"Loaded {width}x{height}: {int(upload.valid.sum())} pixels with depth, {holes} without "
             f"(cyan). Paint the region to fill, then press **Complete depth**."
         )
-        preview = runner.overlay(upload.rgb, ~upload.valid) if holes else upload.rgb
+        holes_mask = ~upload.valid
+        preview = (
+            runner.overlay(upload.rgb, holes_mask, None)
+            if use_invalid
+            else runner.overlay(upload.rgb, None, holes_mask)
+        )
         return {"background": background, "layers": layers, "composite": None}, preview, status
 
     def preview_mask(rgb_file, depth_file, depth_scale, editor, use_invalid, mask_file, mask_convention):
@@ -213,9 +219,26 @@ def build_demo(settings: DemoSettings) -> tuple[gr.Blocks, dict[str, Any]]:
         return gr.update(visible=method == "depthlab")
 
     def complete(
-        rgb_file, depth_file, depth_scale, editor, use_invalid, mask_file, mask_convention, method,
-        steps, strength, processing_resolution, ensemble_size, seed, preserve_known,
-        out_scale, intrinsics, fov, view, request: gr.Request, progress=gr.Progress(track_tqdm=True),
+        rgb_file,
+        depth_file,
+        depth_scale,
+        editor,
+        use_invalid,
+        mask_file,
+        mask_convention,
+        method,
+        steps,
+        strength,
+        processing_resolution,
+        ensemble_size,
+        seed,
+        preserve_known,
+        out_scale,
+        intrinsics,
+        fov,
+        view,
+        request: gr.Request,
+        progress=gr.Progress(track_tqdm=True),
     ):
         """Run one completion; returns the pictures, the 3D view, the files and a summary."""
         try:
@@ -233,21 +256,34 @@ def build_demo(settings: DemoSettings) -> tuple[gr.Blocks, dict[str, Any]]:
                 pipeline = pipelines.get(paths)
             folder = _new_run_folder(settings, request)
             result = runner.run(
-                upload, region, method if pipeline is None else "depthlab", folder,
+                upload,
+                region,
+                method if pipeline is None else "depthlab",
+                folder,
                 options={
-                    "num_inference_steps": steps, "strength": strength,
-                    "processing_resolution": processing_resolution, "ensemble_size": ensemble_size,
-                    "preserve_known": preserve_known, "seed": _number(seed),
+                    "num_inference_steps": steps,
+                    "strength": strength,
+                    "processing_resolution": processing_resolution,
+                    "ensemble_size": ensemble_size,
+                    "preserve_known": preserve_known,
+                    "seed": _number(seed),
                 },
-                pipeline=pipeline, checkpoints=settings.checkpoints, out_scale=_number(out_scale),
-                intrinsics=intrinsics, fov_deg=_number(fov), view=view, progress=progress,
+                pipeline=pipeline,
+                checkpoints=settings.checkpoints,
+                out_scale=_number(out_scale),
+                intrinsics=intrinsics,
+                fov_deg=_number(fov),
+                view=view,
+                progress=progress,
                 geometry_files=_HAS_GEOMETRY,
             )
         except runner.DemoInputError as error:
             raise _page_error(error) from None
         except Exception as error:  # shown as one line on the page; the traceback goes to the log
             logger.exception("depthlab demo: run failed")
-            raise gr.Error(f"{type(error).__name__}: {error}", title="Run failed", print_exception=False) from None
+            raise gr.Error(
+                f"{type(error).__name__}: {error}", title="Run failed", print_exception=False
+            ) from None
         reason = reason if pipeline is not None else result.reason
         summary = [
             f"**Method used: `{result.method}`** ({reason}). "
@@ -271,8 +307,9 @@ def build_demo(settings: DemoSettings) -> tuple[gr.Blocks, dict[str, Any]]:
     # ------------------------------------------------------------------------------------------
     # page
     # ------------------------------------------------------------------------------------------
-    with gr.Blocks(title="depthlab: depth completion demo", analytics_enabled=False,
-                   delete_cache=(1800, 3600)) as demo:
+    with gr.Blocks(
+        title="depthlab: depth completion demo", analytics_enabled=False, delete_cache=(1800, 3600)
+    ) as demo:
         gr.Markdown(INTRO)
         gr.Markdown(POLARITY, elem_classes=["dl-polarity"])
         if not weights_found:
@@ -288,10 +325,12 @@ def build_demo(settings: DemoSettings) -> tuple[gr.Blocks, dict[str, Any]]:
                     rgb_file = gr.File(label="RGB image", file_types=IMAGE_FILE_TYPES, elem_id="rgb-file")
                     depth_file = gr.File(
                         label="Depth (.npy, 16-bit .png, .tif, .pfm, .exr, .npz, or CSV of u,v,depth points)",
-                        file_types=DEPTH_FILE_TYPES, elem_id="depth-file",
+                        file_types=DEPTH_FILE_TYPES,
+                        elem_id="depth-file",
                     )
                 depth_scale = gr.Number(
-                    value=1000, label="Depth scale of integer files (16-bit PNG, integer TIFF)",
+                    value=1000,
+                    label="Depth scale of integer files (16-bit PNG, integer TIFF)",
                     info="depth = stored value / scale: 1000 for millimetres -> metres, 256 for KITTI. "
                     "Float files (.npy, .pfm, .exr, float TIFF, CSV) are read as they are.",
                     elem_id="depth-scale",
@@ -302,8 +341,14 @@ def build_demo(settings: DemoSettings) -> tuple[gr.Blocks, dict[str, Any]]:
                     elem_id="intrinsics",
                 )
                 gr.Examples(
-                    examples=[[str(EXAMPLE_DIR / "rgb.png"), str(EXAMPLE_DIR / "depth.png"), 1000,
-                               EXAMPLE_INTRINSICS]],
+                    examples=[
+                        [
+                            str(EXAMPLE_DIR / "rgb.png"),
+                            str(EXAMPLE_DIR / "depth.png"),
+                            1000,
+                            EXAMPLE_INTRINSICS,
+                        ]
+                    ],
                     inputs=[rgb_file, depth_file, depth_scale, intrinsics],
                     label="Example: a synthetic room (16-bit PNG depth in mm, with sensor holes)",
                     example_labels=["room (320x240)"],
@@ -311,34 +356,53 @@ def build_demo(settings: DemoSettings) -> tuple[gr.Blocks, dict[str, Any]]:
                 gr.Markdown("### 2. Paint the region to fill")
                 editor = gr.ImageEditor(
                     label="Paint = fill (magenta brush); the eraser takes strokes back",
-                    type="numpy", image_mode="RGBA", format="png", sources=[], transforms=[],
-                    brush=gr.Brush(colors=["#ff00ff"], default_color="#ff00ff", color_mode="fixed",
-                                   default_size=12),
-                    eraser=gr.Eraser(default_size=12), layers=False, elem_id="mask-editor",
+                    type="numpy",
+                    image_mode="RGBA",
+                    format="png",
+                    sources=[],
+                    transforms=[],
+                    brush=gr.Brush(
+                        colors=["#ff00ff"], default_color="#ff00ff", color_mode="fixed", default_size=12
+                    ),
+                    eraser=gr.Eraser(default_size=12),
+                    layers=False,
+                    elem_id="mask-editor",
                     interactive=True,
                 )
                 use_invalid = gr.Checkbox(
-                    value=True, label="Also fill the pixels with no depth (0, negative or NaN in the file)",
+                    value=True,
+                    label="Also fill the pixels with no depth (0, negative or NaN in the file)",
                     info="Unticked: those pixels stay empty in the outputs (NaN in .npy, 0 in the PNG).",
                     elem_id="use-invalid",
                 )
                 with gr.Accordion("Or upload a mask file", open=False):
-                    mask_file = gr.File(label="Mask image or .npy (added to the painted region)",
-                                        file_types=IMAGE_FILE_TYPES + [".npy"])
-                    mask_convention = gr.Radio(
-                        [("white = known (depthlab, examples/room/mask.png)", "known"),
-                         ("white = to fill (original DepthLab)", "fill")],
-                        value="known", label="What white means in the mask file",
+                    mask_file = gr.File(
+                        label="Mask image or .npy (added to the painted region)",
+                        file_types=IMAGE_FILE_TYPES + [".npy"],
                     )
-                mask_preview = gr.Image(label="Known (image) / to fill (magenta) / left empty (cyan)",
-                                        interactive=False, format="png", elem_id="mask-preview",
-                                        height=320)
+                    mask_convention = gr.Radio(
+                        [
+                            ("white = known (depthlab, examples/room/mask.png)", "known"),
+                            ("white = to fill (original DepthLab)", "fill"),
+                        ],
+                        value="known",
+                        label="What white means in the mask file",
+                    )
+                mask_preview = gr.Image(
+                    label="Known (image) / to fill (magenta) / left empty (cyan)",
+                    interactive=False,
+                    format="png",
+                    elem_id="mask-preview",
+                    height=320,
+                )
                 mask_status = gr.Markdown("", elem_classes=["dl-status"])
             with gr.Column(scale=1):
                 gr.Markdown("### 3. Method")
                 method = gr.Radio(
-                    [(f"{m}: {METHOD_HELP.get(m, m)}", m) for m in methods], value="auto",
-                    label="Method", elem_id="method",
+                    [(f"{m}: {METHOD_HELP.get(m, m)}", m) for m in methods],
+                    value="auto",
+                    label="Method",
+                    elem_id="method",
                 )
                 with gr.Group(visible=False) as depthlab_options:
                     gr.Markdown("**DepthLab options**")
@@ -349,47 +413,96 @@ def build_demo(settings: DemoSettings) -> tuple[gr.Blocks, dict[str, Any]]:
                         processing_resolution = gr.Slider(
                             0, 1536, value=768, step=64, label="Processing resolution (0 = input size)"
                         )
-                        ensemble_size = gr.Slider(1, 10, value=1, step=1,
-                                                  label="Ensemble size (> 1 gives an uncertainty map)")
+                        ensemble_size = gr.Slider(
+                            1, 10, value=1, step=1, label="Ensemble size (> 1 gives an uncertainty map)"
+                        )
                     with gr.Row():
                         seed = gr.Number(value=0, precision=0, label="Seed")
                         preserve_known = gr.Radio(
-                            ["smooth", "exact", "none"], value="smooth", label="preserve_known",
+                            ["smooth", "exact", "none"],
+                            value="smooth",
+                            label="preserve_known",
                             info="smooth: known depth exact, no seam; exact: pasted back; none: as the original",
                         )
                 with gr.Accordion("Outputs", open=False):
-                    out_scale = gr.Number(value=None, label="Scale of the 16-bit PNG output",
-                                          info="empty: the depth scale of the input (1000 for float inputs)")
-                    fov = gr.Number(value=runner.DEFAULT_FOV_DEG,
-                                    label="Horizontal field of view (deg), used when no intrinsics are given")
-                    view = gr.Radio([("point cloud", "points"), ("mesh", "mesh")], value="points",
-                                    label="3D view")
+                    out_scale = gr.Number(
+                        value=None,
+                        label="Scale of the 16-bit PNG output",
+                        info="empty: the depth scale of the input (1000 for float inputs)",
+                    )
+                    fov = gr.Number(
+                        value=runner.DEFAULT_FOV_DEG,
+                        label="Horizontal field of view (deg), used when no intrinsics are given",
+                    )
+                    view = gr.Radio(
+                        [("point cloud", "points"), ("mesh", "mesh")], value="points", label="3D view"
+                    )
                 run_button = gr.Button("Complete depth", variant="primary", elem_id="run")
-                status = gr.Markdown("Upload an RGB image and a depth file, or click the example.",
-                                     elem_classes=["dl-status"], elem_id="status")
+                status = gr.Markdown(
+                    "Upload an RGB image and a depth file, or click the example.",
+                    elem_classes=["dl-status"],
+                    elem_id="status",
+                )
                 gr.Markdown("### Result")
-                completed = gr.Image(label="Completed depth (white outline: the filled region)",
-                                     interactive=False, format="png", elem_id="completed", height=340)
-                slider = gr.ImageSlider(label="Before / after (magenta: to fill)", format="png",
-                                        elem_id="before-after")
-                uncertainty = gr.Image(label="Uncertainty (std of the ensemble members)", visible=False,
-                                       interactive=False, format="png", height=340)
+                completed = gr.Image(
+                    label="Completed depth (white outline: the filled region)",
+                    interactive=False,
+                    format="png",
+                    elem_id="completed",
+                    height=340,
+                )
+                slider = gr.ImageSlider(
+                    label="Before / after (magenta: to fill)", format="png", elem_id="before-after"
+                )
+                uncertainty = gr.Image(
+                    label="Uncertainty (std of the ensemble members)",
+                    visible=False,
+                    interactive=False,
+                    format="png",
+                    height=340,
+                )
                 model3d = gr.Model3D(label="3D view (drag to rotate)", elem_id="model3d")
-                downloads = gr.File(label="Downloads: .npy (float32), 16-bit PNG, known mask, PLY",
-                                    file_count="multiple", interactive=False, elem_id="downloads")
+                downloads = gr.File(
+                    label="Downloads: .npy (float32), 16-bit PNG, known mask, PLY",
+                    file_count="multiple",
+                    interactive=False,
+                    elem_id="downloads",
+                )
 
         mask_inputs = [rgb_file, depth_file, depth_scale, editor, use_invalid, mask_file, mask_convention]
         for source in (rgb_file, depth_file, depth_scale):
-            source.change(load_inputs, [rgb_file, depth_file, depth_scale, editor],
-                          [editor, mask_preview, mask_status], api_visibility="private")
+            source.change(
+                load_inputs,
+                [rgb_file, depth_file, depth_scale, editor, use_invalid],
+                [editor, mask_preview, mask_status],
+                api_visibility="private",
+            )
         for source in (editor, use_invalid, mask_file, mask_convention):
-            source.change(preview_mask, mask_inputs, [mask_preview, mask_status],
-                          api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+            source.change(
+                preview_mask,
+                mask_inputs,
+                [mask_preview, mask_status],
+                api_visibility="private",
+                show_progress="hidden",
+                trigger_mode="always_last",
+            )
         method.change(show_options, method, depthlab_options, api_visibility="private")
         run_button.click(
             complete,
-            mask_inputs + [method, steps, strength, processing_resolution, ensemble_size, seed,
-                           preserve_known, out_scale, intrinsics, fov, view],
+            mask_inputs
+            + [
+                method,
+                steps,
+                strength,
+                processing_resolution,
+                ensemble_size,
+                seed,
+                preserve_known,
+                out_scale,
+                intrinsics,
+                fov,
+                view,
+            ],
             [status, completed, slider, uncertainty, model3d, downloads],
             api_name="complete",
             api_description="Complete partial depth: RGB file, depth file, painted editor layers "

@@ -27,6 +27,7 @@ __all__ = [
     "Upload",
     "Region",
     "RunResult",
+    "load_image",
     "load_upload",
     "painted_region",
     "mask_file_region",
@@ -105,6 +106,14 @@ def _name(path: Any) -> str:
     return Path(str(path)).name
 
 
+def _clean(error: Exception, *paths: Path) -> str:
+    """The error's message with the server-side paths shortened to the uploaded file names."""
+    message = str(error)
+    for path in paths:
+        message = message.replace(str(path), path.name)
+    return message
+
+
 def _integer_depth_file(path: Path) -> bool:
     """True for depth files that store integers and so need a scale (PNG, integer TIFF)."""
     suffix = path.suffix.lower()
@@ -116,6 +125,15 @@ def _integer_depth_file(path: Path) -> bool:
         except ValueError as error:
             return "scale" in str(error)
     return False
+
+
+def load_image(rgb_path: Any) -> np.ndarray:
+    """Read an uploaded RGB image as ``uint8 [H, W, 3]``; raises :class:`DemoInputError`."""
+    path = Path(str(rgb_path))
+    try:
+        return io.read_image(path)
+    except (ValueError, OSError) as error:
+        raise DemoInputError(f"Cannot read the RGB image: {_clean(error, path)}") from None
 
 
 def load_upload(rgb_path: Any, depth_path: Any, depth_scale: float | None) -> Upload:
@@ -136,10 +154,7 @@ def load_upload(rgb_path: Any, depth_path: Any, depth_scale: float | None) -> Up
     if not depth_path:
         raise DemoInputError("Upload a depth file (or click the example below).")
     rgb_path, depth_path = Path(str(rgb_path)), Path(str(depth_path))
-    try:
-        rgb = io.read_image(rgb_path)
-    except (ValueError, OSError) as error:
-        raise DemoInputError(f"Cannot read the RGB image {_name(rgb_path)}: {error}") from None
+    rgb = load_image(rgb_path)
     height, width = rgb.shape[:2]
     scale = None
     try:
@@ -154,8 +169,7 @@ def load_upload(rgb_path: Any, depth_path: Any, depth_scale: float | None) -> Up
     except DemoInputError:
         raise
     except (ValueError, OSError, ImportError) as error:
-        message = str(error).replace(str(depth_path), _name(depth_path))
-        raise DemoInputError(f"Cannot read the depth file: {message}") from None
+        raise DemoInputError(f"Cannot read the depth file: {_clean(error, depth_path)}") from None
     if depth.shape != (height, width):
         raise DemoInputError(
             f"The depth is {depth.shape[1]}x{depth.shape[0]} pixels but the image is "
@@ -202,12 +216,13 @@ def mask_file_region(path: Any, convention: str, shape: tuple[int, int]) -> np.n
     try:
         known = io.read_mask(Path(str(path)), convention=convention, shape=shape)
     except (ValueError, TypeError, OSError) as error:
-        message = str(error).replace(str(path), _name(path))
-        raise DemoInputError(f"Cannot use the mask file: {message}") from None
+        raise DemoInputError(f"Cannot use the mask file: {_clean(error, Path(str(path)))}") from None
     return ~known
 
 
-def build_region(upload: Upload, painted: np.ndarray, use_invalid: bool, extra_fill: np.ndarray | None = None) -> Region:
+def build_region(
+    upload: Upload, painted: np.ndarray, use_invalid: bool, extra_fill: np.ndarray | None = None
+) -> Region:
     """Combine the painted region, a mask file and (optionally) the depth's own holes.
 
     Raises:
@@ -234,7 +249,7 @@ def build_region(upload: Upload, painted: np.ndarray, use_invalid: bool, extra_f
 
 
 def outline(region: np.ndarray) -> np.ndarray:
-    """bool ``[H, W]``: the pixels of ``region`` next to a pixel outside it (4-neighbourhood)."""
+    """Border of ``region``: its pixels next to a pixel outside it (4-neighbourhood), bool ``[H, W]``."""
     padded = np.pad(region, 1, mode="edge")
     inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     return region & ~inner
@@ -368,8 +383,13 @@ def run(
     report(0.05, desc=f"completing with {method}")
     try:
         result = depthlab.complete(
-            upload.rgb, upload.depth, region.known, method=method, pipeline=pipeline,
-            checkpoints=checkpoints, **chosen_options,
+            upload.rgb,
+            upload.depth,
+            region.known,
+            method=method,
+            pipeline=pipeline,
+            checkpoints=checkpoints,
+            **chosen_options,
         )
     except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
         raise DemoInputError(f"{method}: {error}") from None
@@ -394,9 +414,11 @@ def run(
         top = float(np.nanpercentile(spread, 99)) if np.isfinite(spread).any() else 1.0
         top = max(top, 1e-6)
         uncertainty = visualize.add_colorbar(
-            visualize.colorize(spread, vmin=0.0, vmax=top, cmap="magma",
-                               invalid_mask=~np.isfinite(spread)),
-            0.0, top, cmap="magma", label="std",
+            visualize.colorize(spread, vmin=0.0, vmax=top, cmap="magma", invalid_mask=~np.isfinite(spread)),
+            0.0,
+            top,
+            cmap="magma",
+            label="std",
         )
 
     # 3. files
