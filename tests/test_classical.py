@@ -5,6 +5,9 @@ import pytest
 from PIL import Image
 
 from depthlab import classical
+from depthlab.completion import complete
+
+CLASSICAL = ("guided", "linear", "nearest", "lidar")
 
 NYU = (Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "stepi2299__eadir2"
        / "data" / "nyu_samples" / "nyu2_test")
@@ -22,16 +25,17 @@ def _scene(h=48, w=64, seed=0):
     return rgb, gt, known
 
 
-@pytest.mark.parametrize("method", classical.METHODS)
+@pytest.mark.parametrize("method", CLASSICAL)
 def test_known_pixels_exact_and_all_filled(method):
     rgb, gt, known = _scene()
     noisy = gt + np.random.default_rng(1).normal(0, 0.01, gt.shape).astype(np.float32)
     depth = np.where(known, noisy, 0.0)
-    out, info = classical.complete_classical(method, rgb, depth, known)
+    result = complete(rgb, depth, known, method=method)
+    out, info = result.depth, result.info
     assert out.dtype == np.float32 and out.shape == gt.shape
     assert np.array_equal(out[known], depth[known])
     assert np.all(np.isfinite(out)) and np.all(out > 0)
-    assert info["method"] == method and info["seconds"] >= 0
+    assert result.method == method and info["seconds"] >= 0
 
 
 def test_nearest_copies_the_closest_value():
@@ -58,7 +62,7 @@ def test_guided_follows_colour_edges_better_than_linear_and_nearest():
     unknown = ~known
     errors = {}
     for method in ("nearest", "linear", "guided"):
-        out, _ = classical.complete_classical(method, rgb, depth, known)
+        out = complete(rgb, depth, known, method=method).depth
         errors[method] = float(np.sqrt(np.mean((out[unknown] - gt[unknown]) ** 2)))
     assert errors["guided"] < 0.5 * errors["linear"]
     assert errors["guided"] < errors["nearest"]
@@ -87,7 +91,7 @@ def test_input_errors_name_the_argument():
     with pytest.raises(ValueError, match="no known pixel"):
         classical.nearest(np.zeros((4, 4)))
     with pytest.raises(ValueError, match="method"):
-        classical.complete_classical("cubic", rgb, gt, known)
+        complete(rgb, gt, known, method="cubic")
     with pytest.raises(ValueError, match="max_depth"):
         classical.lidar(np.where(known, gt, 0), known, max_depth=1.0)
 
@@ -115,7 +119,7 @@ def test_guided_beats_nearest_and_linear_on_a_nyu_frame():
     unknown = ~known
     scores = {}
     for method in ("nearest", "linear", "guided"):
-        out, _ = classical.complete_classical(method, rgb, depth, known)
+        out = complete(rgb, depth, known, method=method).depth
         error = out[unknown] - gt[unknown]
         scores[method] = (np.mean(np.abs(error) / gt[unknown]), np.sqrt(np.mean(error**2)))
     for baseline in ("nearest", "linear"):

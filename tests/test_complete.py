@@ -92,3 +92,43 @@ def test_depthlab_requested_without_weights_is_an_error(inputs, no_weights, tmp_
     rgb, depth, known = inputs
     with pytest.raises(FileNotFoundError):
         complete(rgb, depth, known, method="depthlab", checkpoints=tmp_path)
+
+
+def test_registry_lists_every_method_and_reads_align_argument():
+    from depthlab.completion import get_method, method_names
+
+    assert method_names() == ("auto", "depthlab", "guided", "linear", "nearest", "lidar", "align:<model>")
+    entry, argument = get_method("align:depth-anything/Depth-Anything-V2-Small-hf")
+    assert entry.name == "align" and argument == "depth-anything/Depth-Anything-V2-Small-hf"
+    assert entry.needs_torch and entry.loader
+    assert not get_method("nearest")[0].needs_image and get_method("guided")[0].needs_image
+    with pytest.raises(ValueError, match="needs a model"):
+        get_method("align:")
+    with pytest.raises(ValueError, match="takes no argument"):
+        get_method("guided:fast")
+
+
+def test_registered_method_runs_through_complete_and_the_eval_runner(inputs, tmp_path):
+    from depthlab.completion import _REGISTRY, Method, prepare_method, register_method
+    from depthlab.evaluation.runner import build_method
+
+    def constant_fill(depth, known_mask, *, value=2.0):
+        return np.where(known_mask, depth, value).astype(np.float32)
+
+    rgb, depth, known = inputs
+    register_method(Method("constant", constant_fill, needs_image=False, description="test fill"))
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_method(Method("constant", constant_fill))
+        out = complete(None, depth, known, method="constant", value=5.0)
+        assert out.method == "constant" and out.info["options"] == {"value": 5.0}
+        assert np.all(out.depth[~known] == 5.0) and np.array_equal(out.depth[known], depth[known])
+        with pytest.raises(TypeError, match="does not take option\\(s\\) steps; it takes value"):
+            complete(None, depth, known, method="constant", steps=1)
+        prepared = prepare_method("constant", value=7.0)
+        assert np.all(complete(rgb, depth, known, method=prepared).depth[~known] == 7.0)
+        run = build_method("constant", {"value": 3.0})
+        assert np.all(run(rgb, depth, known)[~known] == 3.0)
+    finally:
+        _REGISTRY.pop("constant")
+

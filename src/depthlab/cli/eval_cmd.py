@@ -28,6 +28,8 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 
 def register(subparsers: Any) -> None:
+    from depthlab.completion import method_names
+
     parser = subparsers.add_parser(
         "eval",
         help="evaluate methods on a dataset with seeded mask protocols",
@@ -63,7 +65,7 @@ def register(subparsers: Any) -> None:
         "--method",
         action="append",
         metavar="M",
-        help="method, repeatable: guided, linear, nearest, lidar, depthlab, auto, align:<hub id or folder>",
+        help="method, repeatable: " + ", ".join(method_names()),
     )
     parser.add_argument(
         "--method-opt",

@@ -37,6 +37,7 @@ import numpy as np
 import yaml
 
 from depthlab import masks as mask_protocols
+from depthlab.completion import check_method
 from depthlab.evaluation.metrics import (
     HIGHER_IS_BETTER,
     METRIC_NAMES,
@@ -58,7 +59,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CLASSICAL_METHODS = ("guided", "linear", "nearest", "lidar")
 METRIC_LABELS = {
     "abs_rel": "AbsRel ↓",
     "sq_rel": "SqRel ↓",
@@ -85,8 +85,9 @@ class EvalConfig:
         datasets: list of ``{"name": ..., "root": ..., "options": {...}, "label": ...}``; each is
             evaluated with every protocol and method (``label`` names it in the table).
         protocols: mask protocol strings (``docs/protocols.md``).
-        methods: method names: ``guided``, ``linear``, ``nearest``, ``lidar``, ``depthlab``,
-            ``auto`` (anything :func:`depthlab.complete` takes) or ``align:<hub id or folder>``.
+        methods: method names from the registry (:func:`depthlab.completion.method_names`):
+            ``guided``, ``linear``, ``nearest``, ``lidar``, ``depthlab``, ``auto``,
+            ``align:<hub id or folder>``, ...
         method_options: ``{method: {option: value}}`` passed to the method.
         out: output folder.
         limit: evaluate only the first N samples of each dataset.
@@ -131,7 +132,7 @@ class EvalConfig:
             raise ValueError("no method given (e.g. --method guided)")
         for method in self.methods:
             if method not in custom_methods:
-                _check_method_name(method)
+                check_method(method)
         for region in [*self.regions, self.table_region]:
             if region not in REGIONS:
                 raise ValueError(f"region must be one of {REGIONS}; got {region!r}")
@@ -211,51 +212,26 @@ def merge_config(file_config: Mapping[str, Any] | None, overrides: Mapping[str, 
 # ---------------------------------------------------------------------------------------------
 # Methods
 # ---------------------------------------------------------------------------------------------
-def _check_method_name(method: str) -> None:
-    if not isinstance(method, str) or not method:
-        raise ValueError(f"method must be a non-empty string; got {method!r}")
-    if method.startswith("align:"):
-        if not method[len("align:") :]:
-            raise ValueError("method 'align:' needs a model: align:<hub id or local folder>")
-        return
-    from depthlab.completion import METHODS
-
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)} or align:<model>")
-
-
 MethodFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def build_method(method: str, options: Mapping[str, Any] | None = None) -> MethodFn:
     """Callable ``(rgb [H,W,3] uint8, depth [H,W], known_mask [H,W]) -> depth [H,W]`` for a name.
 
-    Expensive state (the DepthLab pipeline, a monocular model) is loaded once, here.
+    Any method of the registry (:func:`depthlab.completion.method_names`). Expensive state (the
+    DepthLab pipeline, a monocular model) is loaded once, here
+    (:func:`depthlab.completion.prepare_method`).
     """
-    _check_method_name(method)
+    from depthlab.completion import complete, prepare_method
+
     options = dict(options or {})
-    if method.startswith("align:"):
-        from depthlab.evaluation.baselines import AlignBaseline
-
-        baseline = AlignBaseline.from_pretrained(method[len("align:") :], **options)
-        return lambda rgb, depth, known: baseline(rgb, depth, known).depth
-
-    from depthlab.completion import complete, load_pipeline, resolve_method
-
-    pipeline = options.pop("pipeline", None)
-    if method in ("depthlab", "auto") and pipeline is None:
-        chosen, reason, paths = resolve_method(method, checkpoints=options.get("checkpoints"))
-        logger.info("method %s: %s", method, reason)
-        if chosen == "depthlab":
-            load_options = {k: options.pop(k) for k in ("device", "torch_dtype") if k in options}
-            pipeline = load_pipeline(paths, **load_options)
-            options.pop("checkpoints", None)
-    if pipeline is not None:
+    if options.get("pipeline") is not None or method in ("depthlab", "auto"):
         options.setdefault("show_progress_bar", False)  # the run has its own progress bar
+    prepared = prepare_method(method, **options)
+    logger.info("method %s: %s", method, prepared.reason)
 
     def run(rgb: np.ndarray, depth: np.ndarray, known: np.ndarray) -> np.ndarray:
-        output = complete(rgb, depth, known, method=method, pipeline=pipeline, **options)
-        return np.asarray(output.depth, dtype=np.float32)
+        return np.asarray(complete(rgb, depth, known, method=prepared).depth, dtype=np.float32)
 
     return run
 
