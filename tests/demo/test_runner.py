@@ -131,3 +131,36 @@ def test_outline_is_the_border_of_the_region():
     region[2:7, 3:8] = True
     edge = runner.outline(region)
     assert edge.sum() == 2 * 5 + 2 * 3 and not edge[4, 5] and edge[2, 3]
+
+
+@pytest.mark.parametrize("view", ["points", "mesh"])
+def test_3d_outputs_open_in_real_readers(upload, tmp_path, view):
+    plyfile = pytest.importorskip("plyfile")
+    trimesh = pytest.importorskip("trimesh")
+    region = runner.build_region(upload, np.zeros(upload.depth.shape, bool), use_invalid=True)
+    result = runner.run(upload, region, "nearest", tmp_path, intrinsics="260,260,159.5,119.5", view=view)
+    vertices = plyfile.PlyData.read(tmp_path / "rgb_points.ply")["vertex"]
+    assert vertices.count == 240 * 320
+    row, col = 100, 50  # pixel -> point with the given intrinsics (OpenCV frame, z forward)
+    index = row * 320 + col
+    z = result.depth[row, col]
+    np.testing.assert_allclose(
+        [vertices["x"][index], vertices["y"][index], vertices["z"][index]],
+        [(col - 159.5) * z / 260, (row - 119.5) * z / 260, z],
+        rtol=1e-5,
+    )
+    scene = trimesh.load(result.model3d)
+    geometry = next(iter(scene.geometry.values()))
+    if view == "mesh":
+        assert isinstance(geometry, trimesh.Trimesh) and len(geometry.faces) > 100_000
+    else:
+        assert len(geometry.vertices) == 240 * 320
+    assert "260,260,159.5,119.5" in " ".join(result.notes)
+
+
+def test_bad_intrinsics_and_field_of_view_are_messages(upload, tmp_path):
+    region = runner.build_region(upload, np.zeros(upload.depth.shape, bool), use_invalid=True)
+    with pytest.raises(runner.DemoInputError, match="Intrinsics"):
+        runner.run(upload, region, "nearest", tmp_path, intrinsics="1,2")
+    with pytest.raises(runner.DemoInputError, match="field of view"):
+        runner.run(upload, region, "nearest", tmp_path, fov_deg=200)

@@ -24,14 +24,10 @@ __all__ = ["DemoSettings", "build_demo", "EXAMPLE_DIR"]
 
 logger = logging.getLogger(__name__)
 
-import importlib.util  # noqa: E402
-
-_HAS_GEOMETRY = importlib.util.find_spec("depthlab.geometry") is not None  # TEMP until geometry lands
-
 EXAMPLE_DIR = Path(__file__).parent / "examples" / "room"
 """The bundled example (a copy of ``examples/room/rgb.png`` and ``depth.png``)."""
-EXAMPLE_INTRINSICS = "260,260,160,120"
-"""The example's camera (``examples/make_example.py``: focal 260 px, 320x240)."""
+EXAMPLE_INTRINSICS = "260,260,159.5,119.5"
+"""The example's camera (``examples/make_example.py``: focal 260 px, 320x240; pixel centres at integers)."""
 
 DEPTH_FILE_TYPES = [".npy", ".npz", ".png", ".tif", ".tiff", ".pfm", ".exr", ".csv", ".txt"]
 IMAGE_FILE_TYPES = [".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"]
@@ -275,7 +271,6 @@ def build_demo(settings: DemoSettings) -> tuple[gr.Blocks, dict[str, Any]]:
                 fov_deg=_number(fov),
                 view=view,
                 progress=progress,
-                geometry_files=_HAS_GEOMETRY,
             )
         except runner.DemoInputError as error:
             raise _page_error(error) from None

@@ -308,7 +308,7 @@ def _camera(intrinsics: str | None, fov_deg: float | None, width: int, height: i
         try:
             return geometry.load_camera(text, width=width, height=height), f"intrinsics {text}"
         except (ValueError, TypeError, OSError) as error:
-            raise DemoInputError(f"Intrinsics {text!r}: {error}") from None
+            raise DemoInputError(f"Intrinsics: {error}") from None
     fov = DEFAULT_FOV_DEG if fov_deg is None else float(fov_deg)
     if not 1.0 <= fov <= 179.0:
         raise DemoInputError(f"The field of view must be between 1 and 179 degrees; got {fov:g}")
@@ -318,20 +318,28 @@ def _camera(intrinsics: str | None, fov_deg: float | None, width: int, height: i
 def _write_geometry(
     folder: Path, stem: str, rgb: np.ndarray, depth: np.ndarray, camera: Any, view: str
 ) -> tuple[Path, Path]:
-    """Write the full-resolution PLY and a GLB for the viewer (subsampled to MAX_VIEW_POINTS)."""
+    """Write the full-resolution PLY and a GLB for the viewer (every k-th pixel, <= MAX_VIEW_POINTS)."""
     from depthlab import geometry
 
-    finite = np.isfinite(depth) & (depth > 0)
     ply = folder / f"{stem}_points.ply"
-    geometry.write_ply(ply, geometry.unproject(depth, camera, mask=finite, rgb=rgb))
+    geometry.write_ply(ply, geometry.unproject(depth, camera, rgb=rgb))
+    finite = np.isfinite(depth) & (depth > 0)
+    step = max(1, int(np.ceil(np.sqrt(finite.sum() / MAX_VIEW_POINTS))))
+    if step > 1:  # pixel (s*j, s*i) of the full image is pixel (j, i) of a camera with f/s, c/s
+        depth, rgb = depth[::step, ::step], rgb[::step, ::step]
+        camera = geometry.Camera(
+            camera.fx / step,
+            camera.fy / step,
+            camera.cx / step,
+            camera.cy / step,
+            depth.shape[1],
+            depth.shape[0],
+        )
     glb = folder / f"{stem}_{'mesh' if view == 'mesh' else 'points'}.glb"
     if view == "mesh":
-        geometry.write_glb(glb, geometry.depth_to_mesh(depth, camera, rgb=rgb, mask=finite))
+        geometry.write_glb(glb, geometry.depth_to_mesh(depth, camera, rgb=rgb))
     else:
-        step = max(1, int(np.ceil(np.sqrt(finite.sum() / MAX_VIEW_POINTS))))
-        sparse = np.zeros_like(finite)
-        sparse[::step, ::step] = True
-        geometry.write_glb(glb, geometry.unproject(depth, camera, mask=finite & sparse, rgb=rgb))
+        geometry.write_glb(glb, geometry.unproject(depth, camera, rgb=rgb))
     return ply, glb
 
 
@@ -378,6 +386,8 @@ def run(
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     chosen_options = _depth_options(method if pipeline is None else "depthlab", options or {})
+    height, width = upload.depth.shape
+    camera, camera_text = _camera(intrinsics, fov_deg, width, height) if geometry_files else (None, "")
 
     # 1. complete (the one library call)
     report(0.05, desc=f"completing with {method}")
@@ -437,11 +447,12 @@ def run(
     model3d = None
     if geometry_files:
         report(0.85, desc="building the 3D view")
-        height, width = completed.shape
-        camera, camera_text = _camera(intrinsics, fov_deg, width, height)
-        ply, model3d = _write_geometry(folder, stem, upload.rgb, completed, camera, view)
-        files.append(ply)
-        notes.append(f"3D view and PLY with {camera_text}")
+        try:
+            ply, model3d = _write_geometry(folder, stem, upload.rgb, completed, camera, view)
+            files.append(ply)
+            notes.append(f"3D view and PLY with {camera_text}")
+        except ImportError as error:  # plyfile / trimesh missing: the depth outputs still count
+            notes.append(f"3D outputs not written: {error}")
     report(1.0, desc="done")
     return RunResult(
         depth=completed,
