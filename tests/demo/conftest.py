@@ -1,7 +1,7 @@
 """Fixtures for the demo tests: the real app served from a subprocess on a free loopback port.
 
 The server runs ``python -m depthlab.cli demo`` with an empty working directory, its own
-``TMPDIR``, no DepthLab weights in reach, and a ``sitecustomize`` that refuses (and records) any
+``TMPDIR``, only a tiny random-weight DepthLab (``--checkpoints``; none of the real weights), and a ``sitecustomize`` that refuses (and records) any
 connection or name lookup that is not loopback. It is stopped with SIGINT (then SIGKILL) in a
 finally; the tests check that the port is closed, that nothing was written to the working
 directory, that the demo removed its temporary folder and that it tried no outside connection.
@@ -99,6 +99,7 @@ class DemoServer:
     tmpdir: Path
     net_log: Path
     log: Path
+    has_depthlab: bool = False
 
 
 def require_gradio() -> None:
@@ -189,11 +190,26 @@ def stop_server(process: subprocess.Popen, server: DemoServer, check: bool = Tru
     )
 
 
+def save_tiny_checkpoint(folder: Path) -> Path | None:
+    """A tiny random-weight DepthLab in the ``save_pretrained`` layout (None without torch)."""
+    try:
+        from depthlab import DepthLabPipeline
+
+        pipeline = DepthLabPipeline.build_tiny(seed=0)
+    except ImportError:
+        return None
+    pipeline.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def demo_server(tmp_path_factory):
-    """One demo server for the browser and the API-client tests."""
+    """One demo server for the browser and the API-client tests, with tiny DepthLab weights."""
     require_gradio()
-    process, server = start_server(tmp_path_factory.mktemp("demo_server"))
+    root = tmp_path_factory.mktemp("demo_server")
+    checkpoint = save_tiny_checkpoint(root / "tiny_depthlab")
+    process, server = start_server(root, ["--checkpoints", str(checkpoint)] if checkpoint else [])
+    server.has_depthlab = checkpoint is not None
     try:
         yield server
     finally:

@@ -86,6 +86,16 @@ def _wait(driver, condition, what):
         )
 
 
+def _pick(driver, method: str) -> None:
+    labels = [
+        lab
+        for lab in driver.find_elements(By.CSS_SELECTOR, "#method label")
+        if lab.text.startswith(method + ":")
+    ]
+    assert labels, f"method {method} is not offered"
+    labels[0].click()
+
+
 def _toasts(driver) -> str:
     return " ".join(t.text for t in driver.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']"))
 
@@ -116,7 +126,18 @@ def test_upload_paint_run_download(demo_server, browser, tmp_path):
     _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#rgb-file input[type=file]"), "the page")
     body = driver.find_element(By.TAG_NAME, "body").text
     assert "depthlab" in body and "what you paint is filled" in body
-    assert "DepthLab weights are not installed" in body  # none in reach of the test server
+
+    # DepthLab's options only show when DepthLab is the method
+    def options_text(d) -> str:
+        return " ".join(e.text for e in d.find_elements(By.ID, "depthlab-options") if e.is_displayed())
+
+    assert options_text(driver) == ""
+    if demo_server.has_depthlab:
+        _pick(driver, "depthlab")
+        _wait(driver, lambda d: "Ensemble size" in options_text(d), "DepthLab's options")
+        assert "preserve_known" in options_text(driver) and "Denoising steps" in options_text(driver)
+        _pick(driver, "linear")
+        _wait(driver, lambda d: options_text(d) == "", "DepthLab's options to hide")
 
     # 1. a wrong-size depth gives a message on the page, then the real inputs
     driver.find_element(By.CSS_SELECTOR, "#rgb-file input[type=file]").send_keys(str(EXAMPLE / "rgb.png"))
@@ -131,16 +152,14 @@ def test_upload_paint_run_download(demo_server, browser, tmp_path):
     editor.find_element(By.CSS_SELECTOR, "button[aria-label='Brush']").click()
     canvas = editor.find_elements(By.CSS_SELECTOR, "canvas")[-1]
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
-    stroke = ActionChains(driver).move_to_element_with_offset(canvas, -80, 10).click_and_hold()
-    for _ in range(32):
-        stroke = stroke.move_by_offset(5, 0)
+    stroke = ActionChains(driver, duration=10).move_to_element_with_offset(canvas, -80, 10).click_and_hold()
+    for _ in range(8):
+        stroke = stroke.move_by_offset(20, 0)
     stroke.release().perform()
     _wait(driver, lambda d: "pixels to fill" in d.find_element(By.TAG_NAME, "body").text, "the mask preview")
 
     # 3. guided, run, wait for the result
-    for label in driver.find_elements(By.CSS_SELECTOR, "#method label"):
-        if label.text.startswith("guided"):
-            label.click()
+    _pick(driver, "guided")
     driver.find_element(By.ID, "run").click()
     _wait(driver, lambda d: "Method used" in d.find_element(By.ID, "status").text, "the result")
     status = driver.find_element(By.ID, "status").text

@@ -38,6 +38,10 @@ def _predict(
     method="guided",
     mask_file=None,
     intrinsics="260,260,159.5,119.5",
+    steps=50,
+    resolution=768,
+    ensemble=1,
+    seed=0,
 ):
     handle = gradio_client.handle_file
     editor = {
@@ -55,11 +59,11 @@ def _predict(
         handle(str(mask_file)) if mask_file else None,
         "known",
         method,
-        50,
+        steps,
         0.8,
-        768,
-        1,
-        0,
+        resolution,
+        ensemble,
+        seed,
         "smooth",
         None,
         intrinsics,
@@ -172,3 +176,28 @@ def test_bad_uploads_are_messages(demo_server, tmp_path):
     layer = _layer(tmp_path / "layer.png", depth.shape)
     with pytest.raises(Exception, match="Intrinsics"):
         _predict(client, layer=layer, intrinsics="not,numbers")
+
+
+def test_depthlab_with_options_and_uncertainty(demo_server, tmp_path):
+    if not demo_server.has_depthlab:
+        pytest.skip("torch is not installed: no tiny DepthLab checkpoint for the server")
+    client = gradio_client.Client(demo_server.url, verbose=False, download_files=str(tmp_path / "dl"))
+    depth = io.read_depth(EXAMPLE / "depth.png", scale=1000)
+    layer = _layer(tmp_path / "layer.png", depth.shape)
+    painted = np.zeros(depth.shape, bool)
+    painted[PAINT] = True
+    known = (depth > 0) & ~painted
+    runs = [
+        _predict(client, layer=layer, method="depthlab", steps=2, resolution=64, ensemble=2, seed=seed)
+        for seed in (3, 3, 4)
+    ]
+    assert "Method used: `depthlab`" in runs[0][0], runs[0][0]
+    shown = runs[0][3]  # the uncertainty picture, shown for ensemble_size 2 (a visibility update)
+    assert shown["visible"] is True and shown["value"], shown
+    first, again, other = (np.load(_files(r)["rgb_depth.npy"]) for r in runs)
+    np.testing.assert_array_equal(first, again)  # same seed, same output
+    assert not np.array_equal(first[painted], other[painted])  # the seed matters
+    np.testing.assert_array_equal(first[known], depth[known])  # preserve_known="smooth": exact
+    assert np.all(np.isfinite(first))
+    one = _predict(client, layer=layer, method="depthlab", steps=2, resolution=64, ensemble=1)
+    assert one[3]["visible"] is False and one[3]["value"] is None

@@ -164,3 +164,20 @@ def test_bad_intrinsics_and_field_of_view_are_messages(upload, tmp_path):
         runner.run(upload, region, "nearest", tmp_path, intrinsics="1,2")
     with pytest.raises(runner.DemoInputError, match="field of view"):
         runner.run(upload, region, "nearest", tmp_path, fov_deg=200)
+
+
+def test_page_without_weights_says_so_and_offers_the_classical_methods(tmp_path, monkeypatch):
+    pytest.importorskip("gradio")
+    from depthlab.demo.app import DemoSettings, build_demo
+
+    monkeypatch.setenv("DEPTHLAB_CHECKPOINTS", str(tmp_path / "none"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    demo, _ = build_demo(DemoSettings(workdir=tmp_path / "work"))
+    config = demo.get_config_file()
+    texts = " ".join(str(c["props"].get("value", "")) for c in config["components"])
+    assert "DepthLab weights are not installed" in texts and "what you paint is filled" in texts
+    radio = next(c for c in config["components"] if c["props"].get("elem_id") == "method")
+    offered = [choice[1] for choice in radio["props"]["choices"]]
+    assert offered == ["auto", "guided", "linear", "nearest", "lidar"]
+    options = next(c for c in config["components"] if c["props"].get("elem_id") == "depthlab-options")
+    assert options["props"]["visible"] is False

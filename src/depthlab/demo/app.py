@@ -163,36 +163,40 @@ def build_demo(settings: DemoSettings) -> tuple[gr.Blocks, dict[str, Any]]:
     # handlers
     # ------------------------------------------------------------------------------------------
     def load_inputs(rgb_file, depth_file, depth_scale, editor, use_invalid):
-        """New files: put the image on the canvas (strokes kept when the size is unchanged)."""
+        """New files: put the image on the canvas (strokes kept when the size is unchanged).
+
+        Returns the editor value, the mask preview, the mask status and the run status.
+        """
         if not rgb_file:
-            return None, None, "Upload an RGB image and a depth file, or click the example."
+            message = "Upload an RGB image and a depth file, or click the example."
+            return None, None, message, message
         if not depth_file:
             try:
                 rgb = runner.load_image(rgb_file)
             except runner.DemoInputError as error:
                 gr.Warning(str(error))
-                return None, None, f"**Problem:** {error}"
-            return {"background": rgb, "layers": [], "composite": None}, None, "Now upload the depth file."
+                return None, None, f"**Problem:** {error}", f"**Problem:** {error}"
+            message = "Now upload the depth file."
+            return {"background": rgb, "layers": [], "composite": None}, None, message, message
         try:
             upload = runner.load_upload(rgb_file, depth_file, _number(depth_scale))
         except runner.DemoInputError as error:
             gr.Warning(str(error))
-            return None, None, f"**Problem:** {error}"
+            return None, None, f"**Problem:** {error}", f"**Problem:** {error}"
         height, width = upload.depth.shape
         layers = [layer for layer in _layers(editor) if np.asarray(layer).shape[:2] == (height, width)]
-        background = runner.overlay(upload.rgb, invalid=~upload.valid)
-        holes = int((~upload.valid).sum())
+        holes = ~upload.valid
         status = (
-            f"Loaded {width}x{height}: {int(upload.valid.sum())} pixels with depth, {holes} without "
-            f"(cyan). Paint the region to fill, then press **Complete depth**."
+            f"Loaded {width}x{height}: {int(upload.valid.sum())} pixels with depth, {int(holes.sum())} "
+            "without (cyan). Paint the region to fill, then press **Complete depth**."
         )
-        holes_mask = ~upload.valid
         preview = (
-            runner.overlay(upload.rgb, holes_mask, None)
+            runner.overlay(upload.rgb, holes, None)
             if use_invalid
-            else runner.overlay(upload.rgb, None, holes_mask)
+            else runner.overlay(upload.rgb, None, holes)
         )
-        return {"background": background, "layers": layers, "composite": None}, preview, status
+        value = {"background": runner.overlay(upload.rgb, invalid=holes), "layers": layers, "composite": None}
+        return value, preview, status, "Ready: choose a method and press **Complete depth**."
 
     def preview_mask(rgb_file, depth_file, depth_scale, editor, use_invalid, mask_file, mask_convention):
         """The known / to-fill overlay, redrawn when the strokes or the options change."""
@@ -399,7 +403,7 @@ def build_demo(settings: DemoSettings) -> tuple[gr.Blocks, dict[str, Any]]:
                     label="Method",
                     elem_id="method",
                 )
-                with gr.Group(visible=False) as depthlab_options:
+                with gr.Group(visible=False, elem_id="depthlab-options") as depthlab_options:
                     gr.Markdown("**DepthLab options**")
                     with gr.Row():
                         steps = gr.Slider(1, 100, value=50, step=1, label="Denoising steps")
@@ -419,7 +423,7 @@ def build_demo(settings: DemoSettings) -> tuple[gr.Blocks, dict[str, Any]]:
                             label="preserve_known",
                             info="smooth: known depth exact, no seam; exact: pasted back; none: as the original",
                         )
-                with gr.Accordion("Outputs", open=False):
+                with gr.Accordion("3D view and output options", open=False):
                     out_scale = gr.Number(
                         value=None,
                         label="Scale of the 16-bit PNG output",
@@ -447,7 +451,10 @@ def build_demo(settings: DemoSettings) -> tuple[gr.Blocks, dict[str, Any]]:
                     height=340,
                 )
                 slider = gr.ImageSlider(
-                    label="Before / after (magenta: to fill)", format="png", elem_id="before-after"
+                    max_height=380,
+                    label="Before / after (magenta: to fill)",
+                    format="png",
+                    elem_id="before-after",
                 )
                 uncertainty = gr.Image(
                     label="Uncertainty (std of the ensemble members)",
@@ -469,7 +476,7 @@ def build_demo(settings: DemoSettings) -> tuple[gr.Blocks, dict[str, Any]]:
             source.change(
                 load_inputs,
                 [rgb_file, depth_file, depth_scale, editor, use_invalid],
-                [editor, mask_preview, mask_status],
+                [editor, mask_preview, mask_status, status],
                 api_visibility="private",
             )
         for source in (editor, use_invalid, mask_file, mask_convention):
