@@ -19,6 +19,9 @@ _COMMAND_MODULES = (
     "depthlab.cli.info_cmd",
     "depthlab.cli.eval_cmd",
     "depthlab.cli.train_cmd",
+    "depthlab.cli.lidar_cmd",
+    "depthlab.cli.refine_cmd",
+    "depthlab.cli.warp_cmd",
     "depthlab.cli.demo_cmd",
 )
 

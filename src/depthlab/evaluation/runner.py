@@ -38,6 +38,7 @@ import yaml
 
 from depthlab import masks as mask_protocols
 from depthlab.completion import check_method
+from depthlab.config import deep_merge
 from depthlab.evaluation.metrics import (
     HIGHER_IS_BETTER,
     METRIC_NAMES,
@@ -49,7 +50,6 @@ from depthlab.evaluation.metrics import (
 
 __all__ = [
     "EvalConfig",
-    "load_config",
     "merge_config",
     "run_evaluation",
     "build_method",
@@ -79,7 +79,10 @@ METRIC_LABELS = {
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class EvalConfig:
-    """One evaluation run (what ``depthlab eval`` and ``configs/eval/*.yaml`` describe).
+    """One evaluation run (what ``depthlab eval`` and the eval configs describe).
+
+    The YAML side is loaded by :func:`depthlab.config.load_config` (``kind="eval"``; packaged
+    configs in ``src/depthlab/configs/eval/``).
 
     Attributes:
         datasets: list of ``{"name": ..., "root": ..., "options": {...}, "label": ...}``; each is
@@ -151,35 +154,6 @@ class EvalConfig:
         return asdict(self)
 
 
-def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(dict(merged[key]), value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Load a YAML config, resolving ``base_config:`` (a path relative to the file) recursively.
-
-    Keys of the file override those of its base (dicts merged key by key, lists replaced).
-    """
-    path = Path(path).resolve()
-    if path in _seen:
-        raise ValueError(f"config {path} includes itself through base_config")
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"config {path} must be a YAML mapping; got {type(data).__name__}")
-    base = data.pop("base_config", None)
-    if base is None:
-        return data
-    return _deep_merge(load_config(path.parent / base, (*_seen, path)), data)
-
-
 def merge_config(file_config: Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> EvalConfig:
     """Build an :class:`EvalConfig` from a config dict and CLI overrides (None values ignored).
 
@@ -187,7 +161,7 @@ def merge_config(file_config: Mapping[str, Any] | None, overrides: Mapping[str, 
     ``dataset`` override replaces the config's datasets.
     """
     merged: dict[str, Any] = dict(copy.deepcopy(file_config or {}))
-    merged = _deep_merge(merged, {k: v for k, v in overrides.items() if v is not None})
+    merged = deep_merge(merged, {k: v for k, v in overrides.items() if v is not None})
     single = {key: merged.pop(key, None) for key in ("dataset", "root", "dataset_options")}
     if single["dataset"] is not None or single["root"] is not None:
         if single["dataset"] is None or single["root"] is None:
@@ -201,7 +175,7 @@ def merge_config(file_config: Mapping[str, Any] | None, overrides: Mapping[str, 
         ]
     elif single["dataset_options"] and merged.get("datasets"):
         for entry in merged["datasets"]:
-            entry["options"] = _deep_merge(entry.get("options") or {}, single["dataset_options"])
+            entry["options"] = deep_merge(entry.get("options") or {}, single["dataset_options"])
     known = set(EvalConfig.__dataclass_fields__)
     unknown = sorted(set(merged) - known)
     if unknown:
