@@ -27,6 +27,7 @@ from depthlab import io
 from .conftest import EXAMPLE, REPO
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -79,7 +80,10 @@ def browser(tmp_path):
 
 def _wait(driver, condition, what):
     try:
-        return WebDriverWait(driver, WAIT_S, poll_frequency=0.2).until(lambda d: condition(d))
+        wait = WebDriverWait(
+            driver, WAIT_S, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException]
+        )
+        return wait.until(lambda d: condition(d))
     except Exception:
         pytest.fail(
             f"timed out waiting for {what}; page says: {driver.find_element(By.TAG_NAME, 'body').text[-1500:]}"

@@ -201,3 +201,21 @@ def test_depthlab_with_options_and_uncertainty(demo_server, tmp_path):
     assert np.all(np.isfinite(first))
     one = _predict(client, layer=layer, method="depthlab", steps=2, resolution=64, ensemble=1)
     assert one[3]["visible"] is False and one[3]["value"] is None
+
+
+def test_readme_api_example_runs(demo_server, tmp_path, monkeypatch):
+    text = (REPO / "README.md").read_text()
+    blocks = [b.split("```")[0] for b in text.split("```python")[1:]]
+    block = next(b for b in blocks if "from gradio_client" in b)
+    block = block.replace("http://127.0.0.1:7860/", demo_server.url + "/")
+    block = block.replace('"rgb.png"', repr(str(EXAMPLE / "rgb.png"))).replace(
+        '"depth.png"', repr(str(EXAMPLE / "depth.png"))
+    )
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+    assert "Method used: `guided`" in namespace["status"]
+    served = np.load(next(f for f in namespace["files"] if f.endswith(".npy")))
+    depth = io.read_depth(EXAMPLE / "depth.png", scale=1000)
+    np.testing.assert_array_equal(served[depth > 0], depth[depth > 0])
+    assert np.all(np.isfinite(served))
