@@ -1,4 +1,4 @@
-"""``depthlab`` command line: ``complete``, ``info``, ``convert``, ``eval``, ``train``.
+"""``depthlab`` command line: ``complete``, ``info``, ``convert``, ``eval``, ``train``, ``demo``.
 
 Each sub-command lives in its own module with a ``register(subparsers)`` function that adds its
 parser and sets ``func`` (called with the parsed namespace, returns the exit status).
@@ -34,6 +34,7 @@ _COMMAND_MODULES = (
     "depthlab.cli.lidar_cmd",
     "depthlab.cli.refine_cmd",
     "depthlab.cli.warp_cmd",
+    "depthlab.cli.demo_cmd",
 )
 
 
