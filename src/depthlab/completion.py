@@ -147,6 +147,7 @@ def complete(
     *,
     pipeline: Any = None,
     checkpoints: Any = None,
+    memory_limit: int | None = None,
     **options: Any,
 ) -> DepthLabOutput:
     """Complete a partial depth map with the chosen method.
@@ -161,6 +162,9 @@ def complete(
         pipeline: a loaded :class:`depthlab.DepthLabPipeline` (reused, not reloaded).
         checkpoints: where to look for DepthLab weights (folder in the original or the
             ``save_pretrained`` layout); None -> ``$DEPTHLAB_CHECKPOINTS`` and the hub cache.
+        memory_limit: bytes a classical method may use; None -> the memory available on this
+            machine now. A classical method whose estimate (:func:`depthlab.classical.memory_estimate`)
+            exceeds it raises before any work.
         **options: passed to the method: the pipeline call's arguments for DepthLab
             (``num_inference_steps``, ``processing_resolution``, ``generator``, ...; plus
             ``device`` and ``torch_dtype`` used to load it), or the keyword options of the
@@ -176,6 +180,8 @@ def complete(
     Raises:
         ValueError / TypeError: bad inputs, unknown method or options (messages name them).
         FileNotFoundError: ``method="depthlab"`` and no weights found.
+        depthlab.classical.InsufficientMemoryError: (a ``MemoryError`` and ``ValueError``) the
+            classical method would need more memory than ``memory_limit``; names both.
     """
     _check_method(method)
     start = time.perf_counter()
@@ -206,6 +212,7 @@ def complete(
             ignored = sorted(k for k in options if k not in accepted)
             options = {k: v for k, v in options.items() if k in accepted}
         _check_options(chosen, options)
+        need = classical.check_memory(chosen, depth_array.shape, known, available=memory_limit)
         if chosen == "guided":
             filled = classical.guided(rgb, depth_array, known, **options)
         else:
@@ -214,7 +221,7 @@ def complete(
             depth=filled.astype(np.float32),
             known_mask=known,
             method=chosen,
-            info={"options": dict(options)},
+            info={"options": dict(options), "memory_estimate_bytes": need},
         )
     output.info["method_reason"] = reason
     output.info["seconds"] = time.perf_counter() - start
