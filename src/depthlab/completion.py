@@ -458,6 +458,7 @@ def complete(
     *,
     pipeline: Any = None,
     checkpoints: Any = None,
+    memory_limit: int | None = None,
     **options: Any,
 ) -> DepthLabOutput:
     """Complete a partial depth map with the chosen method.
@@ -474,6 +475,9 @@ def complete(
         pipeline: a loaded :class:`depthlab.DepthLabPipeline` (reused, not reloaded).
         checkpoints: where to look for DepthLab weights (folder in the original or the
             ``save_pretrained`` layout); None -> ``$DEPTHLAB_CHECKPOINTS`` and the hub cache.
+        memory_limit: bytes a classical method may use; None -> the memory available on this
+            machine now. A classical method whose estimate (:func:`depthlab.classical.memory_estimate`)
+            exceeds it raises before any work.
         **options: passed to the method: the pipeline call's arguments for DepthLab
             (``num_inference_steps``, ``processing_resolution``, ``generator``, ...; plus
             ``device`` and ``torch_dtype`` used to load it), the keyword options of the
@@ -498,6 +502,8 @@ def complete(
         ValueError / TypeError: bad inputs (including every pixel known), unknown method or
             out-of-range options (messages name them).
         FileNotFoundError: ``method="depthlab"`` and no weights found.
+        depthlab.classical.InsufficientMemoryError: (a ``MemoryError`` and ``ValueError``) the
+            classical method would need more memory than ``memory_limit``; names both.
     """
     prepared = method if isinstance(method, PreparedMethod) else None
     if prepared is not None and (options or pipeline is not None or checkpoints is not None):
@@ -524,7 +530,10 @@ def complete(
     elif rgb is None and prepared.method.needs_image:
         raise ValueError(f"`image` is None but method {prepared.name!r} needs the RGB image")
 
-    # 3. run it
+    # 3. check the memory a classical method needs before any work, then run it
+    need = None
+    if prepared.name in classical.BYTES_PER_PIXEL:
+        need = classical.check_memory(prepared.name, depth_array.shape, known, available=memory_limit)
     result = prepared.run(rgb, depth_array, known)
     if isinstance(result, DepthLabOutput):
         output = result
@@ -533,7 +542,7 @@ def complete(
             depth=np.asarray(result, dtype=np.float32),
             known_mask=known,
             method=prepared.name,
-            info={"options": dict(prepared.options)},
+            info={"options": dict(prepared.options), "memory_estimate_bytes": need},
         )
     output.info["method_reason"] = prepared.reason
     output.info["seconds"] = time.perf_counter() - start
