@@ -60,7 +60,7 @@ def installed(tmp_path_factory) -> dict[str, Path]:
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     if made.returncode != 0 or not python.is_file():
         pytest.skip(f"cannot create a venv here: {made.stderr.strip()[-300:]}")
-    pip = _run([str(python), "-m", "pip", "install", "--no-deps", str(wheel)], cwd=base)
+    pip = _run([str(python), "-m", "pip", "install", "--no-deps", "--ignore-installed", str(wheel)], cwd=base)
     if pip.returncode != 0 and "No module named pip" in pip.stderr:
         pytest.skip("the venv has no pip (python3-venv without ensurepip)")
     assert pip.returncode == 0, pip.stderr[-2000:]

@@ -150,7 +150,7 @@ def test_cli_engine_ray(local_ray, tmp_path, write_item, capsys):
             "--format", "npy,color", "--engine", "ray", "--workers", "2", "--cpus-per-worker", "0.5"]  # fmt: skip
     assert main([*args, "--out", str(tmp_path / "ray")]) == 0
     assert "3 completed, 0 already done (skipped), 0 failed" in capsys.readouterr().out
-    assert main([*args, "--workers", "3", "--out", str(tmp_path / "too_many")]) == 2
+    assert main([*args, "--workers", "4", "--out", str(tmp_path / "too_many")]) == 2
     err = capsys.readouterr().err
     assert "leaves no CPU for decoding" in err and len(err.strip().splitlines()) == 1
     assert main([*args[:-6], "--out", str(tmp_path / "local")]) == 0

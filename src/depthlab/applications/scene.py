@@ -213,15 +213,18 @@ class Scene:
                 f"the new view's RGB must be uint8 [{self.camera.height}, {self.camera.width}, 3]; "
                 f"got {rgb.dtype} {rgb.shape}"
             )
-        output = run_completion(
-            self._choice(),
-            rgb,
-            warped.depth,
-            warped.known_mask,
-            seed=self.seed + len(self.steps),
-            depthlab_options=self.depthlab_options,
-        )
-        depth = np.asarray(output.depth, np.float32)
+        if warped.known_mask.all():  # the view sees only existing points: nothing to complete
+            depth = np.asarray(warped.depth, np.float32)
+        else:
+            output = run_completion(
+                self._choice(),
+                rgb,
+                warped.depth,
+                warped.known_mask,
+                seed=self.seed + len(self.steps),
+                depthlab_options=self.depthlab_options,
+            )
+            depth = np.asarray(output.depth, np.float32)
         new = ~warped.known_mask & np.isfinite(depth) & (depth > 0)
         return self._add(pose, rgb, depth, new, warped)
 
