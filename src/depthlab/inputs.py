@@ -7,7 +7,11 @@ Conventions used everywhere in depthlab:
   :func:`known_mask_from_fill_mask`.
 * Depth is a float32 ``[H, W]`` array in the user's units (metres, millimetres, ...); the output
   comes back in the same units.
-* Images are converted to ``uint8 [H, W, 3]`` RGB.
+* Images are converted to ``uint8 [H, W, 3]`` RGB by one bit-depth rule for every entry point
+  (:func:`image_to_uint8`): uint8 as is; 16-bit (uint16 arrays, 16-bit PNG/TIFF files, PIL
+  ``I;16``/``I`` images) ``round(v * 255 / 65535)`` over the full 16-bit range, never stretched
+  to the image's own maximum; float in [0, 1] ``round(v * 255)``. So a 16-bit file, its uint16
+  array and the float array ``v / 65535`` give the same RGB.
 
 This module needs numpy and Pillow only (no torch), so classical methods work without it.
 """
@@ -24,6 +28,7 @@ __all__ = [
     "is_torch_tensor",
     "to_numpy",
     "to_rgb_uint8",
+    "image_to_uint8",
     "to_depth_array",
     "resolve_known_mask",
     "known_mask_from_fill_mask",
@@ -58,12 +63,74 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__}"
 
 
+def image_to_uint8(array: np.ndarray, name: str = "image") -> np.ndarray:
+    """The one bit-depth rule: an image array of any shape -> uint8 (used by every entry point).
+
+    * ``uint8``: unchanged.
+    * ``uint16`` (16-bit PNG/TIFF, PIL ``I;16``/``I`` images, 48-bit RGB): ``round(v * 255 / 65535)``
+      (``v / 257`` rounded), always over the full 16-bit range; a dark 16-bit image stays dark.
+    * float in [0, 1]: ``round(v * 255)``; ``v / 65535`` as float gives the same as uint16 ``v``.
+
+    Raises:
+        TypeError: bool or other integer dtypes (pass uint8, uint16 or float in [0, 1]).
+        ValueError: non-finite values, floats outside [0, 1].
+    """
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    if array.dtype == np.uint16:
+        return np.floor(array.astype(np.float64) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(
+            f"`{name}` has dtype {array.dtype}; pass uint8 (0..255), uint16 (0..65535) or float in [0, 1]"
+        )
+    values = array.astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"`{name}` contains NaN or infinite values")
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"`{name}` is a float image with values in [{lo:g}, {hi:g}]; expected [0, 1] "
+            "(pass uint8 for 0..255 images, uint16 for 0..65535)"
+        )
+    return np.floor(values * 255.0 + 0.5).astype(np.uint8)
+
+
+def _pil_array(image: Image.Image, name: str) -> np.ndarray:
+    """Pixels of a PIL image of a 16/32-bit integer mode as uint16 (values must fit 0..65535)."""
+    array = np.asarray(image)
+    if array.dtype != np.uint16:
+        if array.size and (array.min() < 0 or array.max() > 65535):
+            raise ValueError(
+                f"`{name}` is a {image.mode!r} image with values in [{array.min()}, {array.max()}]; "
+                "expected 8- or 16-bit values (0..65535)"
+            )
+        array = array.astype(np.uint16)
+    return array
+
+
+def _pil_to_rgb(image: Image.Image, name: str) -> np.ndarray:
+    if image.mode in _ALPHA_MODES or (image.mode == "P" and "transparency" in image.info):
+        raise ValueError(
+            f"`{name}` has an alpha channel ({_describe(image)}); composite it onto a "
+            "background or drop it (e.g. `image.convert('RGB')`) before calling."
+        )
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        gray = image_to_uint8(_pil_array(image, name), name)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if image.mode == "F":
+        gray = image_to_uint8(np.asarray(image), name)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
 def to_rgb_uint8(image: Any, name: str = "image") -> np.ndarray:
     """Convert an image to ``uint8 [H, W, 3]`` RGB.
 
     Accepts a PIL image of any mode without alpha (``L``, ``P``, ``I;16``, ``CMYK``, ...), a numpy
     array ``[H, W]``/``[H, W, 1]``/``[H, W, 3]`` (uint8, uint16 or float in [0, 1]), or a torch
-    tensor ``[C, H, W]`` (C = 1 or 3, uint8 or float in [0, 1]).
+    tensor ``[C, H, W]`` (C = 1 or 3, uint8 or float in [0, 1]). Bit depth follows the one rule
+    of :func:`image_to_uint8` (16-bit: ``round(v * 255 / 65535)``), as for image files
+    (:func:`depthlab.io.read_image`).
 
     Raises:
         ValueError: images with an alpha channel (drop or composite it first), wrong shapes, float
@@ -71,17 +138,7 @@ def to_rgb_uint8(image: Any, name: str = "image") -> np.ndarray:
         TypeError: anything that is not an image.
     """
     if isinstance(image, Image.Image):
-        if image.mode in _ALPHA_MODES or (image.mode == "P" and "transparency" in image.info):
-            raise ValueError(
-                f"`{name}` has an alpha channel ({_describe(image)}); composite it onto a "
-                "background or drop it (e.g. `image.convert('RGB')`) before calling."
-            )
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            array = np.asarray(image).astype(np.float64)
-            top = 65535.0 if array.max() > 255 else 255.0
-            array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-            return np.repeat(array[..., None], 3, axis=2)
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+        return _pil_to_rgb(image, name)
 
     if is_torch_tensor(image):
         array = to_numpy(image)
@@ -108,22 +165,9 @@ def to_rgb_uint8(image: Any, name: str = "image") -> np.ndarray:
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
 
-    if array.dtype == np.uint8:
-        return np.ascontiguousarray(array)
-    if array.dtype == np.uint16:
-        return (array.astype(np.float64) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
     if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number):
         raise TypeError(f"`{name}` must be numeric; got {_describe(image)}")
-    array = array.astype(np.float64)
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"`{name}` contains NaN or infinite values")
-    lo, hi = float(array.min()), float(array.max())
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(
-            f"`{name}` is a float image with values in [{lo:g}, {hi:g}]; expected [0, 1] "
-            "(pass uint8 for 0..255 images)"
-        )
-    return np.clip(array * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return image_to_uint8(array, name)
 
 
 def to_depth_array(depth: Any, name: str = "depth") -> np.ndarray:

@@ -11,7 +11,8 @@ Conventions (stated once, used everywhere):
   non-finite means "unknown"; negative known depth is an error.
 * **Masks**: ``known_mask`` is boolean, True = depth known. Mask files in the original DepthLab
   convention (1/white = to fill) are read with ``convention="fill"``.
-* **RGB**: any PIL-readable file becomes ``uint8 [H, W, 3]``; 16-bit images are scaled to 8 bits;
+* **RGB**: any PIL-readable file becomes ``uint8 [H, W, 3]``; 16-bit images are scaled to 8 bits by the one rule of
+  :func:`depthlab.inputs.image_to_uint8` (``round(v * 255 / 65535)``, the full 16-bit range);
   an alpha channel is composited onto black (``alpha="composite"``, the default) or dropped
   (``alpha="drop"``). EXIF orientation is *not* applied, so the image stays pixel-aligned with a
   depth map stored without one.
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from depthlab.inputs import resolve_known_mask, to_depth_array
+from depthlab.inputs import image_to_uint8, resolve_known_mask, to_depth_array
 
 __all__ = [
     "DEPTH_SUFFIXES",
@@ -134,22 +135,28 @@ def _open_image(path: Path, what: str) -> Image.Image:
     return image
 
 
-def _to_uint8(array: np.ndarray) -> np.ndarray:
-    """Scale an integer/float channel array to uint8 (16-bit -> /257, float in [0, 1] -> x255)."""
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype == np.bool_:
-        return array.astype(np.uint8) * 255
-    if np.issubdtype(array.dtype, np.integer):
-        top = 65535.0 if array.max(initial=0) > 255 else 255.0
-        return np.clip(array.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    array = np.nan_to_num(array.astype(np.float64))
-    top = 1.0 if array.max(initial=0) <= 1.0 else float(array.max())
-    return np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+def _to_uint8(array: np.ndarray, what: str) -> np.ndarray:
+    """Bit depth -> uint8 by the one rule of :func:`depthlab.inputs.image_to_uint8`.
+
+    Integer pixels that are not uint8/uint16 (PIL mode ``I``, 32-bit TIFF) must fit 0..65535 and are
+    read as 16-bit values.
+    """
+    if np.issubdtype(array.dtype, np.integer) and array.dtype not in (np.uint8, np.uint16):
+        if array.size and (array.min() < 0 or array.max() > 65535):
+            raise ValueError(
+                f"{what} has {array.dtype} values in [{array.min()}, {array.max()}]; expected 8- or "
+                "16-bit values (0..65535)"
+            )
+        array = array.astype(np.uint16)
+    return image_to_uint8(array, what)
 
 
-def image_to_rgb(image: Image.Image, *, alpha: str = "composite") -> np.ndarray:
-    """Convert a PIL image of any mode to ``uint8 [H, W, 3]`` RGB (see the module conventions)."""
+def image_to_rgb(image: Image.Image, *, alpha: str = "composite", what: str = "image") -> np.ndarray:
+    """Convert a PIL image of any mode to ``uint8 [H, W, 3]`` RGB (see the module conventions).
+
+    Bit depth: the one rule of :func:`depthlab.inputs.image_to_uint8` (16-bit values ``v`` ->
+    ``round(v * 255 / 65535)``); ``what`` names the image in error messages.
+    """
     if alpha not in ("composite", "drop"):
         raise ValueError(f"`alpha` must be 'composite' or 'drop'; got {alpha!r}")
     mode = image.mode
@@ -157,7 +164,7 @@ def image_to_rgb(image: Image.Image, *, alpha: str = "composite") -> np.ndarray:
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         mode = image.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        gray = _to_uint8(np.asarray(image))
+        gray = _to_uint8(np.asarray(image), what)
         return np.repeat(gray[..., None], 3, axis=2)
     if mode in ("RGBA", "LA", "RGBa", "La", "PA"):
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
@@ -167,8 +174,35 @@ def image_to_rgb(image: Image.Image, *, alpha: str = "composite") -> np.ndarray:
         return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
     array = np.asarray(image)
     if array.ndim == 3 and array.dtype != np.uint8:  # e.g. 48-bit RGB read by PIL as 16-bit
-        return _to_uint8(array[..., :3])
+        return _to_uint8(array[..., :3], what)
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def _png_bit_depth_and_colour(path: Path) -> tuple[int, int] | None:
+    """``(bit depth, colour type)`` from a PNG header, None for other files."""
+    with open(path, "rb") as handle:
+        header = handle.read(26)
+    if len(header) < 26 or header[:8] != b"\x89PNG\r\n\x1a\n" or header[12:16] != b"IHDR":
+        return None
+    return header[24], header[25]
+
+
+def _read_png48(path: Path, alpha: str) -> np.ndarray:
+    """16-bit colour PNG (RGB/RGBA, 48/64-bit) through OpenCV at full depth.
+
+    Pillow reads these as 8-bit by dropping the low byte (``v >> 8``), a different rule from the
+    one of :func:`depthlab.inputs.image_to_uint8`; OpenCV keeps the 16-bit values.
+    """
+    import cv2
+
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if array is None or array.dtype != np.uint16 or array.ndim != 3:
+        raise ValueError(f"cannot read 16-bit colour image {path}")
+    rgb = array[..., 2::-1] if array.shape[2] >= 3 else np.repeat(array[..., :1], 3, axis=2)  # BGR(A) -> RGB
+    if array.shape[2] == 4 and alpha == "composite":
+        values = rgb.astype(np.float64) / 65535.0 * (array[..., 3:].astype(np.float64) / 65535.0)
+        return image_to_uint8(values, f"image {path}")  # onto black
+    return image_to_uint8(np.ascontiguousarray(rgb), f"image {path}")
 
 
 def read_image(path: str | os.PathLike, *, alpha: str = "composite") -> np.ndarray:
@@ -182,18 +216,23 @@ def read_image(path: str | os.PathLike, *, alpha: str = "composite") -> np.ndarr
         FileNotFoundError: no such file. ValueError: not a readable image.
     """
     path = _check_path(path, "image")
+    if alpha not in ("composite", "drop"):
+        raise ValueError(f"`alpha` must be 'composite' or 'drop'; got {alpha!r}")
+    png = _png_bit_depth_and_colour(path)
+    if png is not None and png[0] == 16 and png[1] in (2, 6):  # 16-bit RGB / RGBA
+        return _read_png48(path, alpha)
     if path.suffix.lower() in (".tif", ".tiff"):
         try:
-            return image_to_rgb(_open_image(path, "image"), alpha=alpha)
+            return image_to_rgb(_open_image(path, "image"), alpha=alpha, what=f"image {path}")
         except ValueError:
             import tifffile
 
             array = tifffile.imread(path)
             if array.ndim == 3 and array.shape[2] == 4:
                 array = array[..., :3]
-            array = _to_uint8(array)
+            array = _to_uint8(array, f"image {path}")
             return np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array[..., :3]
-    return image_to_rgb(_open_image(path, "image"), alpha=alpha)
+    return image_to_rgb(_open_image(path, "image"), alpha=alpha, what=f"image {path}")
 
 
 # ----------------------------------------------------------------------------------------------
