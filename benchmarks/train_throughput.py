@@ -91,7 +91,7 @@ def main() -> None:
     height, width = args.size
     generator = torch.Generator().manual_seed(0)
     batch = {
-        "rgb_norm": torch.rand(args.batch, 3, height, width, generator=generator) * 2 - 1,
+        "rgb": torch.randint(0, 256, (args.batch, height, width, 3), generator=generator, dtype=torch.uint8),
         "depth_norm": torch.rand(args.batch, 1, height, width, generator=generator) * 2 - 1,
         "masked_depth": torch.rand(args.batch, 1, height, width, generator=generator) * 2 - 1,
         "unknown": (torch.rand(args.batch, 1, height, width, generator=generator) < 0.5).float(),

@@ -38,6 +38,7 @@ from transformers import CLIPConfig, CLIPVisionConfig, CLIPVisionModelWithProjec
 
 from depthlab import inputs as input_checks
 from depthlab import postprocessing, preprocessing
+from depthlab.models import conditioning
 from depthlab.models.components import REFERENCE_HEAD_PREFIXES, ImageProjection, remove_output_head
 from depthlab.models.loading import (
     CLIP_TEXT_PREFIXES,
@@ -55,7 +56,13 @@ from depthlab.outputs import DepthLabOutput
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DepthLabPipeline", "resolve_dtype", "check_device_dtype", "clip_image_processor", "load_clip_vision"]
+__all__ = [
+    "DepthLabPipeline",
+    "resolve_dtype",
+    "check_device_dtype",
+    "clip_image_processor",
+    "load_clip_vision",
+]
 
 _DTYPE_ALIASES = {
     "float32": torch.float32,
@@ -338,9 +345,7 @@ class DepthLabPipeline(DiffusionPipeline):
     @torch.no_grad()
     def encode_to_latent(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W]`` in [-1, 1] -> latent ``[B, 4, H/8, W/8]`` (posterior mean x scaling)."""
-        moments = self.vae.quant_conv(self.vae.encoder(x.to(self.vae.dtype)))
-        mean = moments[:, : moments.shape[1] // 2]
-        return mean * self.vae.config.scaling_factor
+        return conditioning.encode_latent(self.vae, x)
 
     @torch.no_grad()
     def decode_from_latent(self, latent: torch.Tensor) -> torch.Tensor:
@@ -731,7 +736,7 @@ class DepthLabPipeline(DiffusionPipeline):
                 latent = torch.cat([row_init[i] for i in chunk])
             unknown = enc["unknown_down"]  # [B, 1, h, w], 1 = unknown
             for step, t in enumerate(timesteps):
-                unet_input = torch.cat([latent, enc["mask"], enc["masked_depth"]], dim=1)  # [B, 12, h, w]
+                unet_input = conditioning.estimation_input(latent, enc["mask"], enc["masked_depth"])
                 v_pred = self.estimation_unet(unet_input, t, encoder_hidden_states=ctx).sample
                 if uncond is not None:
                     with self.reference_attention.disabled():
@@ -806,28 +811,26 @@ class DepthLabPipeline(DiffusionPipeline):
     def _encode_item(self, item: _Item, need_depth_latent: bool) -> dict[str, torch.Tensor]:
         """VAE latents of one item (each ``[1, 4, h, w]``) and its latent-size unknown mask."""
         device, dtype = self._execution_device, self.vae.dtype
-
-        def three_channels(array: np.ndarray) -> torch.Tensor:  # [H8, W8] -> [1, 3, H8, W8]
-            return (
-                torch.from_numpy(np.ascontiguousarray(array)).to(device, dtype)[None, None].repeat(1, 3, 1, 1)
-            )
-
-        rgb = torch.from_numpy((item.resized.rgb.astype(np.float64) / 255.0 * 2.0 - 1.0).astype(np.float32))
-        rgb = rgb.permute(2, 0, 1)[None].to(device, dtype)  # [1, 3, H8, W8]
-        unknown = (~item.resized.known_mask).astype(np.float32)  # 1 = unknown, the model's input
-        out = {
-            "rgb": self.encode_to_latent(rgb),
-            "mask": self.encode_to_latent(three_channels(unknown * 2.0 - 1.0)),
-            "masked_depth": self.encode_to_latent(three_channels(item.masked_filled)),
-        }
-        out["depth"] = (
-            self.encode_to_latent(three_channels(item.normalized)) if need_depth_latent else out["rgb"]
+        unknown = ~item.resized.known_mask  # [H8, W8], True = unknown, the model's mask input
+        latents = conditioning.encode_conditioning(
+            self.vae,
+            item.resized.rgb,
+            unknown,
+            item.masked_filled,
+            item.normalized if need_depth_latent else None,
+            device=device,
         )
         h, w = item.latent_hw
-        out["unknown_down"] = torch.nn.functional.interpolate(
-            torch.from_numpy(unknown)[None, None], size=(h, w), mode="nearest"
-        ).to(device, dtype)
-        return out
+        unknown_down = torch.nn.functional.interpolate(
+            torch.from_numpy(unknown.astype(np.float32))[None, None], size=(h, w), mode="nearest"
+        ).to(device, dtype)  # [1, 1, h, w]
+        return {
+            "rgb": latents.rgb,
+            "mask": latents.mask,
+            "masked_depth": latents.masked_depth,
+            "depth": latents.depth if latents.depth is not None else latents.rgb,
+            "unknown_down": unknown_down,
+        }
 
     def _set_chunk_features(
         self, chunk_items: list[_Item], features: dict[int, dict[str, torch.Tensor]]
