@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from depthlab import DepthLabPipeline, preprocessing  # noqa: E402
-from depthlab.pipeline import check_device_dtype, resolve_dtype  # noqa: E402
+from depthlab.models.loading import check_device_dtype, resolve_dtype  # noqa: E402
 
 STEPS = dict(num_inference_steps=4, processing_resolution=64, show_progress_bar=False)
 
@@ -221,10 +221,17 @@ def test_guidance_above_one_needs_text_encoder(pipe: DepthLabPipeline) -> None:
 
 def test_dtype_resolution_and_device_check(monkeypatch) -> None:
     assert resolve_dtype("bf16") is torch.bfloat16 and resolve_dtype(None) is torch.float32
-    with pytest.raises(TypeError, match="torch_dtype"):
+    assert resolve_dtype("torch.Float16") is torch.float16 and resolve_dtype(None, default=None) is None
+    with pytest.raises(ValueError, match="`torch_dtype`='float64'"):
         resolve_dtype("float64")
-    with pytest.raises(TypeError, match="torch_dtype"):
+    with pytest.raises(ValueError, match="`export.dtype`='fp61'"):
+        resolve_dtype("fp61", name="export.dtype")
+    with pytest.raises(ValueError, match="torch_dtype.*int8"):
         resolve_dtype(torch.int8)
+    with pytest.raises(TypeError, match="torch_dtype"):
+        resolve_dtype(16)
+    with pytest.raises(ValueError, match="bf61"):
+        DepthLabPipeline.from_pretrained("unused", torch_dtype="bf61")
 
     def unsupported(*args, **kwargs):
         raise RuntimeError('"slow_conv2d_cpu" not implemented for \'Half\'')

@@ -34,94 +34,29 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
-from transformers import CLIPConfig, CLIPVisionConfig, CLIPVisionModelWithProjection
+from transformers import CLIPVisionModelWithProjection
 
 from depthlab import inputs as input_checks
 from depthlab import postprocessing, preprocessing
-from depthlab.models import conditioning
-from depthlab.models.components import REFERENCE_HEAD_PREFIXES, ImageProjection, remove_output_head
+from depthlab.models import conditioning, loading
+from depthlab.models.components import ImageProjection
 from depthlab.models.loading import (
-    CLIP_TEXT_PREFIXES,
-    CheckpointError,
     CheckpointPaths,
     CheckpointSource,
-    build_from_config,
-    load_component_weights,
-    load_state_dict_file,
-    load_strict,
-    resolve_checkpoints,
+    check_device_dtype,
+    clip_image_processor,
+    resolve_dtype,
 )
 from depthlab.models.reference_attention import ReferenceAttention
+from depthlab.models.tiny import tiny_components
 from depthlab.outputs import DepthLabOutput
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "DepthLabPipeline",
-    "resolve_dtype",
-    "check_device_dtype",
-    "clip_image_processor",
-    "load_clip_vision",
-]
+__all__ = ["DepthLabPipeline"]
 
-_DTYPE_ALIASES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
 _FORMAT_VERSION = 1
 _PRESERVE_MODES = ("none", "exact", "smooth")
-
-
-def clip_image_processor() -> Any:
-    """``CLIPImageProcessor()`` with its built-in defaults (the Pillow implementation)."""
-    try:  # transformers >= 5: the Pillow backend has its own class
-        from transformers import CLIPImageProcessorPil
-
-        return CLIPImageProcessorPil()
-    except ImportError:
-        from transformers import CLIPImageProcessor
-
-        return CLIPImageProcessor()
-
-
-def resolve_dtype(torch_dtype: torch.dtype | str | None) -> torch.dtype:
-    """``torch.float32``/``"fp16"``/``"bf16"``/... -> a floating ``torch.dtype`` (None -> float32)."""
-    if torch_dtype is None:
-        return torch.float32
-    if isinstance(torch_dtype, str):
-        key = torch_dtype.lower().removeprefix("torch.")
-        if key not in _DTYPE_ALIASES:
-            raise TypeError(
-                f"`torch_dtype`={torch_dtype!r} is not a known dtype; use one of {sorted(_DTYPE_ALIASES)}"
-            )
-        return _DTYPE_ALIASES[key]
-    if not isinstance(torch_dtype, torch.dtype) or torch_dtype not in _DTYPE_ALIASES.values():
-        raise TypeError(
-            f"`torch_dtype` must be torch.float32, torch.float16 or torch.bfloat16; got {torch_dtype!r}"
-        )
-    return torch_dtype
-
-
-def check_device_dtype(device: torch.device, dtype: torch.dtype) -> None:
-    """Raise ``ValueError`` when ``device`` cannot run the pipeline's operations in ``dtype``."""
-    try:
-        x = torch.randn(1, 8, 8, 8, device=device).to(dtype)
-        x = torch.nn.functional.conv2d(x, torch.randn(8, 8, 3, 3, device=device).to(dtype), padding=1)
-        x = torch.nn.functional.group_norm(x, 4)
-        q = x.flatten(2).transpose(1, 2)[:, None]
-        torch.nn.functional.scaled_dot_product_attention(q, q, q)
-        torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
-    except (RuntimeError, TypeError, NotImplementedError) as error:
-        raise ValueError(
-            f"`torch_dtype`={dtype} is not supported on device {device!s} ({error}); "
-            "use torch.float32 (or bfloat16 on CPU)"
-        ) from None
 
 
 @dataclass
@@ -235,11 +170,8 @@ class DepthLabPipeline(DiffusionPipeline):
         dtype = resolve_dtype(torch_dtype)
         device = torch.device(device) if device is not None else torch.device("cpu")
         check_device_dtype(device, dtype)
-        paths = resolve_checkpoints(source, with_text_encoder=load_text_encoder)
-        if paths.layout == "original":
-            components = _load_original_layout(paths, load_text_encoder, dtype)
-        else:
-            components = _load_depthlab_layout(paths.root, load_text_encoder, dtype)
+        paths = loading.resolve_checkpoints(source, with_text_encoder=load_text_encoder)
+        components = loading.load_pipeline_components(paths, load_text_encoder, dtype)
         unconditional = components.pop("unconditional_context", None)
         pipe = cls(**components, reference_fp16_rounding=reference_fp16_rounding)
         pipe._checkpoint_paths = paths
@@ -253,23 +185,7 @@ class DepthLabPipeline(DiffusionPipeline):
         Same configuration as the golden test checkpoints: VAE channels (16, 32, 32, 32), U-Net
         channels (8, 16, 32, 32) with 1024-d cross-attention, a 2-layer CLIP vision tower.
         """
-        with torch.random.fork_rng(devices=[]):  # module initialisation draws from the global RNG
-            torch.manual_seed(seed)
-            vae = AutoencoderKL(**TINY_VAE_CONFIG)
-            unets = [UNet2DConditionModel(**{**TINY_UNET_CONFIG, "in_channels": c}) for c in (4, 12)]
-            remove_output_head(unets[0])
-            image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_CLIP_VISION_CONFIG))
-            projection = ImageProjection(1024, 1024)
-        scheduler = DDIMScheduler(**MARIGOLD_SCHEDULER_CONFIG)
-        return cls(
-            vae,
-            unets[0],
-            unets[1],
-            image_encoder,
-            projection,
-            scheduler,
-            reference_fp16_rounding=reference_fp16_rounding,
-        )
+        return cls(**tiny_components(seed), reference_fp16_rounding=reference_fp16_rounding)
 
     def save_pretrained(
         self, save_directory: str | Path, dtype: torch.dtype | str | None = None, overwrite: bool = False
@@ -380,7 +296,7 @@ class DepthLabPipeline(DiffusionPipeline):
                 "which this pipeline does not have; load with `load_text_encoder=True` from a "
                 "checkpoint that contains them"
             )
-        text_encoder, tokenizer = _load_text_encoder(folder)
+        text_encoder, tokenizer = loading.load_text_encoder(folder)
         self.register_modules(text_encoder=text_encoder.to(self.device, self.dtype), tokenizer=tokenizer)
 
     # ------------------------------------------------------------------ inference
@@ -857,199 +773,3 @@ def _pack(values: list[Any], batched: bool, output_type: str) -> Any:
     if len({tuple(v.shape) for v in values}) == 1:
         return torch.stack(values) if output_type == "pt" else np.stack(values)
     return values
-
-
-# ---------------------------------------------------------------------- checkpoint loaders
-def _load_unet(
-    config: dict, in_channels: int, state_dict: dict, source: str, dtype: torch.dtype
-) -> UNet2DConditionModel:
-    """Estimation (12 channels) or reference (4 channels, output head removed) U-Net, strictly."""
-    model = build_from_config(UNet2DConditionModel, {**config, "in_channels": in_channels})
-    if in_channels == 4:
-        remove_output_head(model)
-        return load_strict(model, state_dict, source, ignore_prefixes=REFERENCE_HEAD_PREFIXES, dtype=dtype)
-    return load_strict(model, state_dict, source, dtype=dtype)
-
-
-def load_clip_vision(
-    folder: Path, dtype: torch.dtype, state_dict: dict | None = None
-) -> CLIPVisionModelWithProjection:
-    raw = json.loads((folder / "config.json").read_text())
-    if raw.get("model_type") == "clip" or "vision_config" in raw:
-        full = CLIPConfig.from_pretrained(folder)
-        config = full.vision_config
-        config.projection_dim = full.projection_dim
-    else:
-        config = CLIPVisionConfig.from_pretrained(folder)
-    config._attn_implementation = "sdpa"
-    model = build_from_config(CLIPVisionModelWithProjection, config)
-    if state_dict is None:
-        state_dict = load_component_weights(folder)
-    return load_strict(
-        model,
-        state_dict,
-        f"CLIP image encoder in {str(folder)!r}",
-        ignore_prefixes=CLIP_TEXT_PREFIXES,
-        dtype=dtype,
-    )
-
-
-def _load_text_encoder(folder: Path, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    config = CLIPTextConfig.from_pretrained(folder / "text_encoder")
-    model = build_from_config(CLIPTextModel, config)
-    state = load_component_weights(folder / "text_encoder")
-    if not any(key.startswith("text_model.") for key in model.state_dict()):
-        # transformers >= 5 keeps the text transformer at the top level of CLIPTextModel.
-        state = {key.removeprefix("text_model."): value for key, value in state.items()}
-    load_strict(
-        model,
-        state,
-        f"text encoder in {str(folder)!r}",
-        dtype=dtype,
-    )
-    return model, CLIPTokenizer.from_pretrained(folder / "tokenizer")
-
-
-def _load_original_layout(
-    paths: CheckpointPaths, load_text_encoder: bool, dtype: torch.dtype
-) -> dict[str, Any]:
-    """Components from the original release's folders (strict; DepthLab .pth with weights_only)."""
-    marigold, depthlab = paths.marigold, paths.depthlab
-    vae = build_from_config(AutoencoderKL, AutoencoderKL.load_config(marigold / "vae"))
-    load_strict(
-        vae, load_component_weights(marigold / "vae"), f"VAE in {str(marigold / 'vae')!r}", dtype=dtype
-    )
-    unet_config = dict(UNet2DConditionModel.load_config(marigold / "unet"))
-    reference_unet = _load_unet(
-        unet_config,
-        4,
-        load_state_dict_file(depthlab / "reference_unet.pth"),
-        str(depthlab / "reference_unet.pth"),
-        dtype,
-    )
-    estimation_unet = _load_unet(
-        unet_config,
-        12,
-        load_state_dict_file(depthlab / "denoising_unet.pth"),
-        str(depthlab / "denoising_unet.pth"),
-        dtype,
-    )
-    mapping_state = load_state_dict_file(depthlab / "mapping_layer.pth")
-    weight = mapping_state.get("mapping_layer.weight")
-    if weight is None or weight.ndim != 2:
-        raise CheckpointError(
-            f"{str(depthlab / 'mapping_layer.pth')!r} has no 2-D `mapping_layer.weight`; "
-            f"keys: {sorted(mapping_state)[:8]}"
-        )
-    projection = build_from_config(
-        ImageProjection, {"in_features": weight.shape[1], "out_features": weight.shape[0]}
-    )
-    load_strict(projection, mapping_state, str(depthlab / "mapping_layer.pth"), dtype=dtype)
-    components: dict[str, Any] = {
-        "vae": vae,
-        "reference_unet": reference_unet,
-        "estimation_unet": estimation_unet,
-        "image_encoder": load_clip_vision(paths.clip, dtype),
-        "image_projection": projection,
-        "scheduler": DDIMScheduler.from_pretrained(marigold / "scheduler"),
-        "image_processor": clip_image_processor(),
-    }
-    if load_text_encoder:
-        components["text_encoder"], components["tokenizer"] = _load_text_encoder(marigold, dtype)
-    return components
-
-
-def _load_depthlab_layout(root: Path, load_text_encoder: bool, dtype: torch.dtype) -> dict[str, Any]:
-    """Components from a folder written by :meth:`DepthLabPipeline.save_pretrained`."""
-    from safetensors.torch import load_file
-
-    def weights(name: str) -> dict[str, torch.Tensor]:
-        return load_state_dict_file(root / name / "model.safetensors")
-
-    vae = load_strict(
-        build_from_config(AutoencoderKL, AutoencoderKL.load_config(root / "vae")),
-        weights("vae"),
-        f"{root}/vae",
-        dtype=dtype,
-    )
-    unets = {}
-    for name in ("reference_unet", "estimation_unet"):
-        config = dict(UNet2DConditionModel.load_config(root / name))
-        unets[name] = _load_unet(config, config["in_channels"], weights(name), f"{root}/{name}", dtype)
-    projection = load_strict(
-        build_from_config(ImageProjection, ImageProjection.load_config(root / "image_projection")),
-        weights("image_projection"),
-        f"{root}/image_projection",
-        dtype=dtype,
-    )
-    components: dict[str, Any] = {
-        "vae": vae,
-        **unets,
-        "image_encoder": load_clip_vision(root / "image_encoder", dtype, weights("image_encoder")),
-        "image_projection": projection,
-        "scheduler": DDIMScheduler.from_pretrained(root / "scheduler"),
-        "image_processor": _load_image_processor(root / "image_processor"),
-    }
-    if (root / "unconditional_context.safetensors").is_file():
-        components["unconditional_context"] = load_file(str(root / "unconditional_context.safetensors"))[
-            "context"
-        ]
-    if load_text_encoder and (root / "text_encoder").is_dir():
-        components["text_encoder"], components["tokenizer"] = _load_text_encoder(root, dtype)
-    return components
-
-
-def _load_image_processor(folder: Path) -> Any:
-    processor = clip_image_processor()
-    if (folder / "preprocessor_config.json").is_file():
-        processor = type(processor).from_pretrained(folder)
-    return processor
-
-
-# ---------------------------------------------------------------------- tiny configurations
-MARIGOLD_SCHEDULER_CONFIG = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "clip_sample": False,
-    "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction",
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-    "trained_betas": None,
-}
-TINY_VAE_CONFIG = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "latent_channels": 4,
-    "layers_per_block": 1,
-    "norm_num_groups": 8,
-    "block_out_channels": (16, 32, 32, 32),
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-}
-TINY_UNET_CONFIG = {
-    "block_out_channels": (8, 16, 32, 32),
-    "layers_per_block": 1,
-    "attention_head_dim": (1, 2, 4, 4),
-    "norm_num_groups": 4,
-    "cross_attention_dim": 1024,
-    "use_linear_projection": True,
-    "out_channels": 4,
-    "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-}
-TINY_CLIP_VISION_CONFIG = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "patch_size": 14,
-    "image_size": 224,
-    "projection_dim": 1024,
-    "hidden_act": "gelu",
-}

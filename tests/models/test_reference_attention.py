@@ -17,7 +17,7 @@ from depthlab.models.reference_attention import (  # noqa: E402
     ReferenceReadProcessor,
     ReferenceWriteProcessor,
 )
-from depthlab.pipeline import TINY_UNET_CONFIG  # noqa: E402
+from depthlab.models.tiny import TINY_UNET_CONFIG  # noqa: E402
 
 
 def make_unets(seed: int = 0) -> tuple[UNet2DConditionModel, UNet2DConditionModel]:

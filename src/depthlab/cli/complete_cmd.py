@@ -274,8 +274,7 @@ def _device_and_dtype(args: argparse.Namespace) -> tuple[str, Any]:
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, None: None}[args.dtype]
-    return device, dtype
+    return device, args.dtype  # a name; from_pretrained resolves it (models.loading.resolve_dtype)
 
 
 def _process(item: Item, args: argparse.Namespace, chosen: str, pipeline: Any,

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from diffusers import DDIMScheduler
 
-from depthlab.models.loading import CLIP_DIR, DEPTHLAB_DIR, MARIGOLD_DIR
+from depthlab.models.hub import CLIP_DIR, DEPTHLAB_DIR, MARIGOLD_DIR
 from depthlab.training.model_setup import TrainingModels
 
 __all__ = ["build_pipeline", "export_save_pretrained", "export_original_layout"]

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from depthlab.masks import MaskMixture
+from depthlab.models.loading import resolve_dtype
 from depthlab.training.config import save_config
 from depthlab.training.data import (
     PositionBatchSampler,
@@ -210,9 +211,15 @@ class Trainer:
         self.show_progress = show_progress
 
         mixed_precision = self.config.get("mixed_precision", "no")
-        mixed_precision = "no" if mixed_precision in (False, None) else str(mixed_precision)  # YAML: no -> False
+        mixed_precision = (
+            "no" if mixed_precision in (False, None) else str(mixed_precision)
+        )  # YAML: no -> False
         if mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"`mixed_precision` must be 'no', 'fp16' or 'bf16'; got {mixed_precision!r}")
+        # Checked now, not after hours of training: None stores the weights as they are.
+        self.export_dtype = resolve_dtype(
+            dict(self.config.get("export") or {}).get("dtype"), default=None, name="export.dtype"
+        )
         self.accelerator = Accelerator(
             mixed_precision=mixed_precision,
             cpu=bool(run.get("cpu", False)),
@@ -633,10 +640,7 @@ class Trainer:
             if use_ema:
                 self.ema.swap_in()
             try:
-                dtype = export_cfg.get("dtype")
-                dtype = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16}.get(
-                    str(dtype), None
-                )
+                dtype = self.export_dtype
                 final = self.output_dir / "final"
                 if export_cfg.get("save_pretrained", True):
                     paths["save_pretrained"] = str(
