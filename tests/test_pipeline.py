@@ -280,3 +280,46 @@ def test_errors_name_the_argument(pipe: DepthLabPipeline, name: str) -> None:
     overrides, error, pattern = ERROR_CASES[name]
     with pytest.raises(error, match=pattern):
         _call(pipe, **overrides)
+
+
+LATE_OPTIONS = {
+    "resize_mode": "crop",
+    "fill_mode": "slow",
+    "timestep_spacing": "uniform",
+    "output_type": "pil",
+    "preserve_known": "paste",
+    "noise": torch.zeros(1, 4, 5, 5),
+    "generator": [torch.Generator(), torch.Generator()],
+    "latents": torch.zeros(1, 4, 6, 8),
+}
+
+
+@pytest.mark.parametrize("option", list(LATE_OPTIONS))
+def test_every_option_is_checked_before_any_work(pipe: DepthLabPipeline, option: str, monkeypatch) -> None:
+    def no_work(*args, **kwargs):
+        raise AssertionError(f"pre-processing started before `{option}` was checked")
+
+    monkeypatch.setattr(preprocessing, "prepare_input", no_work)
+    monkeypatch.setattr(preprocessing, "nearest_fill", no_work)
+    with pytest.raises((ValueError, TypeError), match=option):
+        _call(pipe, **{option: LATE_OPTIONS[option]})
+
+
+def test_prepare_input_is_pure_and_matches_the_pipeline(pipe: DepthLabPipeline) -> None:
+    rgb, depth, known = make_scene(44, 60)
+    copies = [rgb.copy(), depth.copy(), known.copy()]
+    a = preprocessing.prepare_input(rgb, depth, known, 64)
+    b = preprocessing.prepare_input(rgb, depth, known, 64)
+    for before, after in zip(copies, (rgb, depth, known), strict=True):
+        np.testing.assert_array_equal(before, after)  # inputs untouched
+    np.testing.assert_array_equal(a.masked_filled, b.masked_filled)
+    assert a.normalized.shape == (48, 64) and a.latent_size == (6, 8) and a.resized.size == (46, 64)
+    assert preprocessing.latent_size(44, 60, 64) == a.latent_size
+    np.testing.assert_array_equal(a.masked_filled[a.resized.known_mask], a.normalized[a.resized.known_mask])
+    out = run(pipe, rgb, depth, known, generator=torch.Generator().manual_seed(0))
+    assert out.info["processing_size"] == [list(a.resized.size)]
+    assert out.info["known_range"] == [(float(a.lo), float(a.hi))]
+    with pytest.raises(ValueError, match="fill_mode"):
+        preprocessing.prepare_input(rgb, depth, known, 64, fill_mode="slow")
+    with pytest.raises(ValueError, match="refine"):
+        preprocessing.prepare_input(rgb, np.where(known, depth, np.nan), known, 64, refine=True)

@@ -59,25 +59,6 @@ _FORMAT_VERSION = 1
 _PRESERVE_MODES = ("none", "exact", "smooth")
 
 
-@dataclass
-class _Item:
-    """One input image after pre-processing (numpy, processing resolution, padded to x8)."""
-
-    index: int
-    rgb: np.ndarray  # uint8 [H, W, 3], input size
-    depth: np.ndarray  # float32 [H, W], input units
-    known_mask: np.ndarray  # bool [H, W]
-    resized: preprocessing.ResizedInputs
-    normalized: np.ndarray  # float32 [H8, W8] in [-s, s]
-    masked_filled: np.ndarray  # float32 [H8, W8]
-    lo: np.float32
-    hi: np.float32
-
-    @property
-    def latent_hw(self) -> tuple[int, int]:
-        return self.normalized.shape[0] // 8, self.normalized.shape[1] // 8
-
-
 class DepthLabPipeline(DiffusionPipeline):
     """Depth completion pipeline of DepthLab (Liu et al. 2024), composed from stock models.
 
@@ -302,6 +283,10 @@ class DepthLabPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ inference
     def check_inputs(
         self,
+        image: Any,
+        depth: Any,
+        known_mask: Any,
+        *,
         num_inference_steps: int,
         processing_resolution: int,
         strength: float,
@@ -311,9 +296,19 @@ class DepthLabPipeline(DiffusionPipeline):
         batch_size: int,
         output_type: str,
         preserve_known: str,
+        resize_mode: str,
+        fill_mode: str,
         timestep_spacing: str | None,
-    ) -> None:
-        """Validate the scalar arguments; raise ``ValueError``/``TypeError`` naming the argument."""
+        generator: Any,
+        noise: Any,
+        latents: Any,
+    ) -> _CheckedInputs:
+        """Validate every argument before any work; raise ``ValueError``/``TypeError`` naming it.
+
+        Returns the inputs standardised to numpy (``uint8 [H, W, 3]`` RGB, ``float32 [H, W]``
+        depth, ``bool [H, W]`` known mask), one generator per image and the given noise/latents
+        split into ``[1, 4, h, w]`` rows (image-major, member-minor).
+        """
         for name, value, low in (
             ("num_inference_steps", num_inference_steps, 1),
             ("ensemble_size", ensemble_size, 1),
@@ -344,127 +339,70 @@ class DepthLabPipeline(DiffusionPipeline):
             raise ValueError(f"`normalize_scale` must be > 0; got {normalize_scale}")
         if guidance_scale < 1:
             raise ValueError(f"`guidance_scale` must be >= 1; got {guidance_scale}")
-        if output_type not in ("np", "pt"):
-            raise ValueError(f"`output_type` must be 'np' or 'pt'; got {output_type!r}")
-        if preserve_known not in _PRESERVE_MODES:
-            raise ValueError(f"`preserve_known` must be one of {_PRESERVE_MODES}; got {preserve_known!r}")
-        if timestep_spacing not in (None, "leading", "trailing", "linspace"):
+        for name, value, choices in (
+            ("output_type", output_type, ("np", "pt")),
+            ("preserve_known", preserve_known, _PRESERVE_MODES),
+            ("resize_mode", resize_mode, preprocessing.RESIZE_MODES),
+            ("fill_mode", fill_mode, preprocessing.FILL_MODES),
+            ("timestep_spacing", timestep_spacing, (None, "leading", "trailing", "linspace")),
+        ):
+            if value not in choices:
+                raise ValueError(f"`{name}` must be one of {choices}; got {value!r}")
+        if latents is not None and strength < 1:
             raise ValueError(
-                f"`timestep_spacing` must be None, 'leading', 'trailing' or 'linspace'; got {timestep_spacing!r}"
+                "`latents` is the initial latent for strength == 1; with strength < 1 "
+                "the start is the noised depth latent (pass `noise` instead)"
             )
-
-    def _prepare_items(
-        self,
-        image: Any,
-        depth: Any,
-        known_mask: Any,
-        processing_resolution: int,
-        normalize_scale: float,
-        refine: bool,
-        resize_mode: str,
-        fill_mode: str,
-        timings: dict[str, float],
-    ) -> tuple[list[_Item], bool]:
-        """Standardise, check and pre-process every input (numpy). Returns (items, was_batched)."""
-        batched = isinstance(image, (list, tuple))
-        images = list(image) if batched else [image]
-        if batched:
-            if not isinstance(depth, (list, tuple)) or len(depth) != len(images):
-                raise ValueError(
-                    f"`depth` must be a list of the same length as `image` ({len(images)}); got "
-                    f"{type(depth).__name__}{'' if not isinstance(depth, (list, tuple)) else f' of length {len(depth)}'}"
-                )
-            if known_mask is not None and (
-                not isinstance(known_mask, (list, tuple)) or len(known_mask) != len(images)
-            ):
-                raise ValueError(f"`known_mask` must be None or a list of length {len(images)}")
-        if not images:
-            raise ValueError("`image` is an empty list")
-        depths = list(depth) if batched else [depth]
-        masks = (
-            list(known_mask)
-            if batched and known_mask is not None
-            else ([known_mask] if not batched else [None] * len(images))
+        pairs, batched = _standardize_inputs(image, depth, known_mask)
+        latent_sizes = [preprocessing.latent_size(*mask.shape, processing_resolution) for _, _, mask in pairs]
+        return _CheckedInputs(
+            pairs=pairs,
+            batched=batched,
+            generators=_per_image_generators(generator, len(pairs)),
+            noise_rows=self._as_rows(noise, "noise", latent_sizes, ensemble_size),
+            latent_rows=self._as_rows(latents, "latents", latent_sizes, ensemble_size),
         )
-        if fill_mode not in ("exact", "fast"):
-            raise ValueError(f"`fill_mode` must be 'exact' or 'fast'; got {fill_mode!r}")
-        items = []
-        for index, (img, dep, msk) in enumerate(zip(images, depths, masks, strict=True)):
-            rgb = input_checks.to_rgb_uint8(img, name="image")
-            depth_array = input_checks.to_depth_array(dep, name="depth")
-            mask = input_checks.resolve_known_mask(msk, depth_array, name="known_mask")
-            input_checks.check_completion_inputs(rgb, depth_array, mask, index=index if batched else None)
-            start = time.perf_counter()
-            prefilled = (
-                depth_array
-                if refine
-                else preprocessing.nearest_fill(
-                    np.where(mask, depth_array, 0).astype(np.float32), mask, exact=fill_mode == "exact"
-                )
-            )
-            if refine and not np.all(np.isfinite(depth_array)):
-                raise ValueError("`depth` must be finite everywhere with refine=True (it is a full map)")
-            timings["prefill"] += time.perf_counter() - start
-            resized = preprocessing.resize_inputs(rgb, prefilled, mask, processing_resolution, resize_mode)
-            if not resized.known_mask.any():
-                raise ValueError(f"no known pixel is left at processing resolution {resized.size}")
-            normalized, lo, hi = preprocessing.normalize_depth(
-                resized.depth, resized.known_mask, normalize_scale
-            )
-            start = time.perf_counter()
-            masked = np.where(resized.known_mask, normalized, 0).astype(np.float32)
-            filled = preprocessing.linear_fill(masked, resized.known_mask, 0.0, exact=fill_mode == "exact")
-            timings["linear_fill"] += time.perf_counter() - start
-            items.append(_Item(index, rgb, depth_array, mask, resized, normalized, filled, lo, hi))
-        return items, batched
 
     def _as_rows(
-        self, value: Any, name: str, items: list[_Item], ensemble_size: int
+        self, value: Any, name: str, latent_sizes: list[tuple[int, int]], ensemble_size: int
     ) -> list[torch.Tensor] | None:
-        """Split user-given noise/latents into one ``[1, 4, h, w]`` tensor per (item, member) row."""
+        """Split user-given noise/latents into one ``[1, 4, h, w]`` tensor per (image, member) row."""
         if value is None:
             return None
-        n_rows = len(items) * ensemble_size
+        n_images = len(latent_sizes)
+        n_rows = n_images * ensemble_size
         if isinstance(value, (list, tuple)):
-            if len(value) != len(items):
+            if len(value) != n_images:
                 raise ValueError(
-                    f"`{name}` as a list must have one entry per image ({len(items)}); got {len(value)}"
+                    f"`{name}` as a list must have one entry per image ({n_images}); got {len(value)}"
                 )
-            parts = [self._to_tensor(v, name) for v in value]
             rows = []
-            for part, item in zip(parts, items, strict=True):
+            for index, part in enumerate(_to_tensor(v, name) for v in value):
                 part = part.reshape(-1, *part.shape[-3:]) if part.ndim >= 3 else part
                 if part.shape[0] != ensemble_size:
                     raise ValueError(
-                        f"`{name}` for image {item.index} must have {ensemble_size} rows; got {tuple(part.shape)}"
+                        f"`{name}` for image {index} must have {ensemble_size} rows; got {tuple(part.shape)}"
                     )
                 rows.extend(part[i : i + 1] for i in range(ensemble_size))
         else:
-            tensor = self._to_tensor(value, name)
+            tensor = _to_tensor(value, name)
             if tensor.ndim == 3:
                 tensor = tensor[None]
             if tensor.ndim != 4 or tensor.shape[0] != n_rows:
                 raise ValueError(
-                    f"`{name}` must have shape [{n_rows}, 4, h, w] (images x ensemble_size rows); got {tuple(tensor.shape)}"
+                    f"`{name}` must have shape [{n_rows}, 4, h, w] (images x ensemble_size rows); "
+                    f"got {tuple(tensor.shape)}"
                 )
             rows = [tensor[i : i + 1] for i in range(n_rows)]
         for row_index, row in enumerate(rows):
-            item = items[row_index // ensemble_size]
-            expected = (1, self.vae.config.latent_channels, *item.latent_hw)
+            index = row_index // ensemble_size
+            expected = (1, self.vae.config.latent_channels, *latent_sizes[index])
             if tuple(row.shape) != expected:
                 raise ValueError(
-                    f"`{name}` row {row_index} has shape {tuple(row.shape)}; image {item.index} needs "
-                    f"{expected} (processing size {item.resized.size} padded to multiples of 8, / 8)"
+                    f"`{name}` row {row_index} has shape {tuple(row.shape)}; image {index} needs "
+                    f"{expected} (processing size padded to multiples of 8, / 8)"
                 )
         return rows
-
-    @staticmethod
-    def _to_tensor(value: Any, name: str) -> torch.Tensor:
-        if isinstance(value, np.ndarray):
-            return torch.from_numpy(value)
-        if isinstance(value, torch.Tensor):
-            return value
-        raise TypeError(f"`{name}` must be a torch tensor or numpy array; got {type(value).__name__}")
 
     @torch.no_grad()
     def __call__(
@@ -535,96 +473,222 @@ class DepthLabPipeline(DiffusionPipeline):
         Returns:
             :class:`~depthlab.outputs.DepthLabOutput`.
         """
-        # 1. Check arguments and inputs.
-        self.check_inputs(
-            num_inference_steps,
-            processing_resolution,
-            strength,
-            normalize_scale,
-            guidance_scale,
-            ensemble_size,
-            batch_size,
-            output_type,
-            preserve_known,
-            timestep_spacing,
-        )
-        if latents is not None and strength < 1:
-            raise ValueError(
-                "`latents` is the initial latent for strength == 1; with strength < 1 "
-                "the start is the noised depth latent (pass `noise` instead)"
-            )
-        timings: dict[str, float] = defaultdict(float)
-        items, batched = self._prepare_items(
+        # 1. Check every argument and input before any work.
+        checked = self.check_inputs(
             image,
             depth,
             known_mask,
-            processing_resolution,
-            normalize_scale,
-            refine,
-            resize_mode,
-            fill_mode,
-            timings,
+            num_inference_steps=num_inference_steps,
+            processing_resolution=processing_resolution,
+            strength=strength,
+            normalize_scale=normalize_scale,
+            guidance_scale=guidance_scale,
+            ensemble_size=ensemble_size,
+            batch_size=batch_size,
+            output_type=output_type,
+            preserve_known=preserve_known,
+            resize_mode=resize_mode,
+            fill_mode=fill_mode,
+            timestep_spacing=timestep_spacing,
+            generator=generator,
+            noise=noise,
+            latents=latents,
         )
-        noise_rows = self._as_rows(noise, "noise", items, ensemble_size)
-        latent_rows = self._as_rows(latents, "latents", items, ensemble_size)
-        generators = self._per_item_generators(generator, len(items))
-        device, dtype = self._execution_device, self.estimation_unet.dtype
+        timings: dict[str, float] = defaultdict(float)
 
-        # 2. Fixed conditioning: CLIP context per image [N, 1, 1024], optional unconditional one.
+        # 2. Prepare (numpy): pre-fill, resize + pad to x8, normalise, linear fill; [H8, W8] each.
+        items = []
+        for rgb, depth_array, mask in checked.pairs:
+            item = preprocessing.prepare_input(
+                rgb, depth_array, mask, processing_resolution, normalize_scale, refine, resize_mode, fill_mode
+            )
+            for key, seconds in item.seconds.items():
+                timings[key] += seconds
+            items.append(item)
+
+        # 3. Encode: CLIP context [N, 1, 1024] (+ unconditional [1, 1, 1024] for guidance); VAE
+        #    latents [1, 4, h, w] and reference features of every image, once.
         start = time.perf_counter()
-        context = self.encode_image_condition([item.rgb for item in items]).to(dtype)
-        uncond = self.unconditional_context().to(device, dtype) if guidance_scale > 1 else None
+        context = self.encode_image_condition([item.rgb for item in items]).to(self.estimation_unet.dtype)
+        uncond = None
+        if guidance_scale > 1:
+            uncond = self.unconditional_context().to(self._execution_device, self.estimation_unet.dtype)
         timings["conditioning"] += time.perf_counter() - start
+        start = time.perf_counter()
+        encoded, features = self._encode_items(items, context, need_depth_latent=strength < 1 or blend)
+        timings["encode"] += time.perf_counter() - start
 
-        # 3. Timesteps: the last int(N * strength) of the schedule.
+        # 4. Timesteps: the last int(N * strength) of the schedule.
         scheduler = self.scheduler
         if timestep_spacing is not None:
             scheduler = DDIMScheduler.from_config(scheduler.config, timestep_spacing=timestep_spacing)
-        scheduler.set_timesteps(num_inference_steps, device=device)
+        scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
         kept = min(int(num_inference_steps * strength), num_inference_steps)
         timesteps = scheduler.timesteps[num_inference_steps - kept :]
 
-        # 4. Noise per row (image-major, member-minor); drawn in that order when not given.
-        rows = [(item, member) for item in items for member in range(ensemble_size)]
-        row_noise, row_init = [], []
-        for row_index, (item, _) in enumerate(rows):
-            shape = (1, self.vae.config.latent_channels, *item.latent_hw)
-            gen = generators[item.index]
-            eps = (
-                noise_rows[row_index]
-                if noise_rows is not None
-                else randn_tensor(shape, generator=gen, device=torch.device("cpu"), dtype=torch.float32)
-            )
-            row_noise.append(eps.to(device, dtype))
-            if strength >= 1:
-                init = (
-                    latent_rows[row_index]
-                    if latent_rows is not None
-                    else randn_tensor(shape, generator=gen, device=torch.device("cpu"), dtype=torch.float32)
-                )
-                row_init.append(init.to(device, dtype))
+        # 5. Draw noise: rows (image, member), image-major; [1, 4, h, w] each.
+        rows = [(index, member) for index in range(len(items)) for member in range(ensemble_size)]
+        row_noise, row_init = self._draw_noise(items, rows, checked, strength)
 
-        # 5. Encode every image once: latents [1, 4, h, w] and reference features per image.
-        encoded: dict[int, dict[str, torch.Tensor]] = {}
-        features: dict[int, dict[str, torch.Tensor]] = {}
+        # 6. Denoise rows in chunks of `batch_size` rows of equal latent size -> [1, 4, h, w] each.
         start = time.perf_counter()
-        for item in items:
-            encoded[item.index] = self._encode_item(item, need_depth_latent=strength < 1 or blend)
+        final_latents = self._denoise(
+            scheduler,
+            timesteps,
+            items,
+            rows,
+            encoded,
+            features,
+            context,
+            uncond,
+            row_noise,
+            row_init,
+            strength=strength,
+            blend=blend,
+            guidance_scale=guidance_scale,
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+        )
+        timings["denoise"] += time.perf_counter() - start
+
+        # 7. Decode each row: [1, 4, h, w] -> [H8, W8] -> crop, depth units, input size [H, W].
+        start = time.perf_counter()
+        members: list[list[np.ndarray]] = [[] for _ in items]
+        for (index, _), latent in zip(rows, final_latents, strict=True):
+            members[index].append(self._decode_row(items[index], latent, normalize_scale))
+        timings["decode"] += time.perf_counter() - start
+
+        # 8. Aggregate the ensemble: [E, H, W] -> mean [H, W], std [H, W] (E > 1).
+        stacks = [np.stack(member_depths) for member_depths in members]  # [E, H, W] float64 each
+        means = [stack.mean(axis=0) for stack in stacks]
+        uncertainties = (
+            [stack.std(axis=0).astype(np.float32) for stack in stacks] if ensemble_size > 1 else None
+        )
+
+        # 9. Postprocess: optionally keep the known depth, pack the output.
+        depths = [
+            postprocessing.preserve_known_depth(mean, item.depth, item.known_mask, preserve_known).astype(
+                np.float32
+            )
+            for mean, item in zip(means, items, strict=True)
+        ]
+        info = {
+            "processing_size": [list(item.resized.size) for item in items],
+            "resize_mode": [item.resized.resize_mode for item in items],
+            "known_range": [(float(item.lo), float(item.hi)) for item in items],
+            "timesteps": [int(t) for t in timesteps],
+            "seconds": dict(timings),
+        }
+        latent_out = None
+        if output_latent:
+            shapes = {tuple(x.shape) for x in final_latents}
+            latent_out = torch.cat(final_latents) if len(shapes) == 1 else list(final_latents)
+        batched = checked.batched
+        return DepthLabOutput(
+            depth=_pack(depths, batched, output_type),
+            known_mask=_pack([item.known_mask for item in items], batched, output_type),
+            uncertainty=_pack(uncertainties, batched, output_type) if uncertainties is not None else None,
+            latent=latent_out,
+            method="depthlab",
+            info=info,
+        )
+
+    # ------------------------------------------------------------------ stages of __call__
+    def _encode_items(
+        self, items: list[preprocessing.PreparedInput], context: torch.Tensor, need_depth_latent: bool
+    ) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+        """VAE latents and reference features of every image (see :meth:`_encode_item`)."""
+        device = self._execution_device
+        encoded, features = [], []
+        for index, item in enumerate(items):
+            latents = self._encode_item(item, need_depth_latent)
             with self.reference_attention.capture():
                 self.reference_unet(
-                    encoded[item.index]["rgb"],
+                    latents["rgb"],  # [1, 4, h, w]
                     torch.zeros((), dtype=torch.long, device=device),
-                    encoder_hidden_states=context[item.index : item.index + 1],
+                    encoder_hidden_states=context[index : index + 1],  # [1, 1, 1024]
                 )
-            features[item.index] = self.reference_attention.features
+            encoded.append(latents)
+            features.append(self.reference_attention.features)
         self.reference_attention.clear()
-        timings["encode"] += time.perf_counter() - start
+        return encoded, features
 
-        # 6. Denoise rows in chunks of `batch_size` rows of equal latent size.
+    def _encode_item(
+        self, item: preprocessing.PreparedInput, need_depth_latent: bool
+    ) -> dict[str, torch.Tensor]:
+        """VAE latents of one item (each ``[1, 4, h, w]``) and its latent-size unknown mask ``[1, 1, h, w]``."""
+        device, dtype = self._execution_device, self.vae.dtype
+        unknown = ~item.resized.known_mask  # [H8, W8], True = unknown, the model's mask input
+        latents = conditioning.encode_conditioning(
+            self.vae,
+            item.resized.rgb,
+            unknown,
+            item.masked_filled,
+            item.normalized if need_depth_latent else None,
+            device=device,
+        )
+        unknown_down = torch.nn.functional.interpolate(
+            torch.from_numpy(unknown.astype(np.float32))[None, None], size=item.latent_size, mode="nearest"
+        ).to(device, dtype)  # [1, 1, h, w]
+        return {
+            "rgb": latents.rgb,
+            "mask": latents.mask,
+            "masked_depth": latents.masked_depth,
+            "depth": latents.depth if latents.depth is not None else latents.rgb,
+            "unknown_down": unknown_down,
+        }
+
+    def _draw_noise(
+        self,
+        items: list[preprocessing.PreparedInput],
+        rows: list[tuple[int, int]],
+        checked: _CheckedInputs,
+        strength: float,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Noise per row (and the initial latent for ``strength == 1``), drawn in row order on CPU."""
+        device, dtype = self._execution_device, self.estimation_unet.dtype
+        cpu = torch.device("cpu")
+        row_noise, row_init = [], []
+        for row_index, (index, _) in enumerate(rows):
+            shape = (1, self.vae.config.latent_channels, *items[index].latent_size)
+            gen = checked.generators[index]
+            if checked.noise_rows is not None:
+                eps = checked.noise_rows[row_index]
+            else:
+                eps = randn_tensor(shape, generator=gen, device=cpu, dtype=torch.float32)
+            row_noise.append(eps.to(device, dtype))
+            if strength >= 1:
+                if checked.latent_rows is not None:
+                    init = checked.latent_rows[row_index]
+                else:
+                    init = randn_tensor(shape, generator=gen, device=cpu, dtype=torch.float32)
+                row_init.append(init.to(device, dtype))
+        return row_noise, row_init
+
+    def _denoise(
+        self,
+        scheduler: DDIMScheduler,
+        timesteps: torch.Tensor,
+        items: list[preprocessing.PreparedInput],
+        rows: list[tuple[int, int]],
+        encoded: list[dict[str, torch.Tensor]],
+        features: list[dict[str, torch.Tensor]],
+        context: torch.Tensor,
+        uncond: torch.Tensor | None,
+        row_noise: list[torch.Tensor],
+        row_init: list[torch.Tensor],
+        *,
+        strength: float,
+        blend: bool,
+        guidance_scale: float,
+        batch_size: int,
+        show_progress_bar: bool,
+    ) -> list[torch.Tensor]:
+        """DDIM loop over chunks of rows; returns the final latent ``[1, 4, h, w]`` of every row."""
         final_latents: list[torch.Tensor | None] = [None] * len(rows)
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for row_index, (item, _) in enumerate(rows):
-            groups[item.latent_hw].append(row_index)
+        for row_index, (index, _) in enumerate(rows):
+            groups[items[index].latent_size].append(row_index)
         chunks = [
             indices[i : i + batch_size]
             for indices in groups.values()
@@ -636,24 +700,22 @@ class DepthLabPipeline(DiffusionPipeline):
             disable=not show_progress_bar,
             leave=False,
         )
-        start = time.perf_counter()
         for chunk in chunks:
-            chunk_items = [rows[i][0] for i in chunk]
-            self._set_chunk_features(chunk_items, features)
-            enc = {
-                key: torch.cat([encoded[it.index][key] for it in chunk_items])
-                for key in encoded[chunk_items[0].index]
-            }
-            eps = torch.cat([row_noise[i] for i in chunk])
-            ctx = torch.cat([context[it.index : it.index + 1] for it in chunk_items])
+            indices = [rows[i][0] for i in chunk]
+            self._set_chunk_features(indices, features)
+            enc = {key: torch.cat([encoded[i][key] for i in indices]) for key in encoded[indices[0]]}
+            eps = torch.cat([row_noise[i] for i in chunk])  # [B, 4, h, w]
+            ctx = torch.cat([context[i : i + 1] for i in indices])  # [B, 1, 1024]
             if strength < 1:
                 latent = scheduler.add_noise(enc["depth"], eps, timesteps[:1])
             else:
                 latent = torch.cat([row_init[i] for i in chunk])
             unknown = enc["unknown_down"]  # [B, 1, h, w], 1 = unknown
             for step, t in enumerate(timesteps):
-                unet_input = conditioning.estimation_input(latent, enc["mask"], enc["masked_depth"])
-                v_pred = self.estimation_unet(unet_input, t, encoder_hidden_states=ctx).sample
+                unet_input = conditioning.estimation_input(
+                    latent, enc["mask"], enc["masked_depth"]
+                )  # [B, 12, h, w]
+                v_pred = self.estimation_unet(unet_input, t, encoder_hidden_states=ctx).sample  # [B, 4, h, w]
                 if uncond is not None:
                     with self.reference_attention.disabled():
                         v_uncond = self.estimation_unet(
@@ -669,90 +731,10 @@ class DepthLabPipeline(DiffusionPipeline):
                 final_latents[row_index] = latent[position : position + 1]
         progress.close()
         self.reference_attention.clear()
-        timings["denoise"] += time.perf_counter() - start
+        return final_latents
 
-        # 7. Decode, back to depth units and input size, aggregate the ensemble.
-        start = time.perf_counter()
-        member_depths: dict[int, list[np.ndarray]] = defaultdict(list)
-        for row_index, (item, _) in enumerate(rows):
-            decoded = self.decode_from_latent(final_latents[row_index])[0, 0]  # [H8, W8]
-            height, width = item.resized.size
-            prediction = decoded[:height, :width].cpu().numpy()
-            denorm = postprocessing.denormalize_depth(prediction, item.lo, item.hi, normalize_scale)
-            member_depths[item.index].append(postprocessing.resize_to_input(denorm, item.depth.shape))
-        timings["decode"] += time.perf_counter() - start
-
-        depths, uncertainties, masks = [], [], []
-        for item in items:
-            stack = np.stack(member_depths[item.index])  # [E, H, W] float64
-            mean = stack.mean(axis=0)
-            mean = postprocessing.preserve_known_depth(mean, item.depth, item.known_mask, preserve_known)
-            depths.append(mean.astype(np.float32))
-            uncertainties.append(stack.std(axis=0).astype(np.float32) if ensemble_size > 1 else None)
-            masks.append(item.known_mask)
-
-        info = {
-            "processing_size": [list(item.resized.size) for item in items],
-            "resize_mode": [item.resized.resize_mode for item in items],
-            "known_range": [(float(item.lo), float(item.hi)) for item in items],
-            "timesteps": [int(t) for t in timesteps],
-            "seconds": dict(timings),
-        }
-        latent_out = None
-        if output_latent:
-            shapes = {tuple(x.shape) for x in final_latents}
-            latent_out = torch.cat(final_latents) if len(shapes) == 1 else list(final_latents)
-        return DepthLabOutput(
-            depth=_pack(depths, batched, output_type),
-            known_mask=_pack(masks, batched, output_type),
-            uncertainty=_pack(uncertainties, batched, output_type) if ensemble_size > 1 else None,
-            latent=latent_out,
-            method="depthlab",
-            info=info,
-        )
-
-    def _per_item_generators(
-        self, generator: torch.Generator | list[torch.Generator] | None, n_items: int
-    ) -> list[torch.Generator | None]:
-        if generator is None or isinstance(generator, torch.Generator):
-            return [generator] * n_items
-        if isinstance(generator, (list, tuple)):
-            if len(generator) != n_items or not all(isinstance(g, torch.Generator) for g in generator):
-                raise ValueError(f"`generator` as a list must hold {n_items} torch.Generator objects")
-            return list(generator)
-        raise TypeError(
-            f"`generator` must be a torch.Generator or a list of them; got {type(generator).__name__}"
-        )
-
-    def _encode_item(self, item: _Item, need_depth_latent: bool) -> dict[str, torch.Tensor]:
-        """VAE latents of one item (each ``[1, 4, h, w]``) and its latent-size unknown mask."""
-        device, dtype = self._execution_device, self.vae.dtype
-        unknown = ~item.resized.known_mask  # [H8, W8], True = unknown, the model's mask input
-        latents = conditioning.encode_conditioning(
-            self.vae,
-            item.resized.rgb,
-            unknown,
-            item.masked_filled,
-            item.normalized if need_depth_latent else None,
-            device=device,
-        )
-        h, w = item.latent_hw
-        unknown_down = torch.nn.functional.interpolate(
-            torch.from_numpy(unknown.astype(np.float32))[None, None], size=(h, w), mode="nearest"
-        ).to(device, dtype)  # [1, 1, h, w]
-        return {
-            "rgb": latents.rgb,
-            "mask": latents.mask,
-            "masked_depth": latents.masked_depth,
-            "depth": latents.depth if latents.depth is not None else latents.rgb,
-            "unknown_down": unknown_down,
-        }
-
-    def _set_chunk_features(
-        self, chunk_items: list[_Item], features: dict[int, dict[str, torch.Tensor]]
-    ) -> None:
+    def _set_chunk_features(self, indices: list[int], features: list[dict[str, torch.Tensor]]) -> None:
         """Reference features for a chunk: one row if all rows come from one image, else one per row."""
-        indices = [item.index for item in chunk_items]
         if len(set(indices)) == 1:
             self.reference_attention.set_features(features[indices[0]])
         else:
@@ -762,6 +744,82 @@ class DepthLabPipeline(DiffusionPipeline):
                     for name in self.reference_attention.names
                 }
             )
+
+    def _decode_row(
+        self, item: preprocessing.PreparedInput, latent: torch.Tensor, normalize_scale: float
+    ) -> np.ndarray:
+        """Final latent ``[1, 4, h, w]`` -> depth ``[H, W]`` (float64, input units and size)."""
+        decoded = self.decode_from_latent(latent)[0, 0]  # [H8, W8]
+        height, width = item.resized.size
+        prediction = decoded[:height, :width].cpu().numpy()  # [H', W'] in [-s, s]
+        denorm = postprocessing.denormalize_depth(prediction, item.lo, item.hi, normalize_scale)
+        return postprocessing.resize_to_input(denorm, item.depth.shape)
+
+
+@dataclass
+class _CheckedInputs:
+    """What :meth:`DepthLabPipeline.check_inputs` returns."""
+
+    pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # (rgb uint8 [H, W, 3], depth, known_mask)
+    batched: bool
+    generators: list[torch.Generator | None]
+    noise_rows: list[torch.Tensor] | None
+    latent_rows: list[torch.Tensor] | None
+
+
+def _standardize_inputs(
+    image: Any, depth: Any, known_mask: Any
+) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], bool]:
+    """Images, depths and masks (single or lists) -> checked numpy triples and whether it was a batch."""
+    batched = isinstance(image, (list, tuple))
+    images = list(image) if batched else [image]
+    if batched:
+        if not isinstance(depth, (list, tuple)) or len(depth) != len(images):
+            got = type(depth).__name__
+            if isinstance(depth, (list, tuple)):
+                got += f" of length {len(depth)}"
+            raise ValueError(
+                f"`depth` must be a list of the same length as `image` ({len(images)}); got {got}"
+            )
+        if known_mask is not None and (
+            not isinstance(known_mask, (list, tuple)) or len(known_mask) != len(images)
+        ):
+            raise ValueError(f"`known_mask` must be None or a list of length {len(images)}")
+    if not images:
+        raise ValueError("`image` is an empty list")
+    depths = list(depth) if batched else [depth]
+    if not batched:
+        masks = [known_mask]
+    else:
+        masks = list(known_mask) if known_mask is not None else [None] * len(images)
+    pairs = []
+    for index, (img, dep, msk) in enumerate(zip(images, depths, masks, strict=True)):
+        rgb = input_checks.to_rgb_uint8(img, name="image")
+        depth_array = input_checks.to_depth_array(dep, name="depth")
+        mask = input_checks.resolve_known_mask(msk, depth_array, name="known_mask")
+        input_checks.check_completion_inputs(rgb, depth_array, mask, index=index if batched else None)
+        pairs.append((rgb, depth_array, mask))
+    return pairs, batched
+
+
+def _per_image_generators(generator: Any, n_images: int) -> list[torch.Generator | None]:
+    if generator is None or isinstance(generator, torch.Generator):
+        return [generator] * n_images
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != n_images or not all(isinstance(g, torch.Generator) for g in generator):
+            raise ValueError(f"`generator` as a list must hold {n_images} torch.Generator objects")
+        return list(generator)
+    raise TypeError(
+        f"`generator` must be a torch.Generator or a list of them; got {type(generator).__name__}"
+    )
+
+
+def _to_tensor(value: Any, name: str) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, torch.Tensor):
+        return value
+    raise TypeError(f"`{name}` must be a torch tensor or numpy array; got {type(value).__name__}")
 
 
 def _pack(values: list[Any], batched: bool, output_type: str) -> Any:

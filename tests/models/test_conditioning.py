@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from depthlab import DepthLabPipeline  # noqa: E402
+from depthlab import DepthLabPipeline, preprocessing  # noqa: E402
 from depthlab.data.synthetic import render_scene  # noqa: E402
 from depthlab.masks import MaskMixture  # noqa: E402
 from depthlab.models import conditioning  # noqa: E402
@@ -74,10 +72,8 @@ def test_training_batch_encoding_equals_the_pipeline_latents(pipe: DepthLabPipel
 
     # The pipeline on the same image and mask; refine=True takes the full depth map as the
     # pipeline's depth input, which is then training's normalised ground truth.
-    items, _ = pipe._prepare_items(
-        sample["rgb"], depth, sample["known_mask"], 0, 1.0, True, "auto", "exact", defaultdict(float)
-    )
-    encoded = pipe._encode_item(items[0], need_depth_latent=True)
+    item = preprocessing.prepare_input(sample["rgb"], depth, sample["known_mask"], 0, 1.0, refine=True)
+    encoded = pipe._encode_item(item, need_depth_latent=True)
     for key in ("rgb", "mask", "masked_depth", "depth"):
         assert trained[key].shape == encoded[key].shape == (1, 4, 4, 5), key
         torch.testing.assert_close(trained[key], encoded[key], rtol=0, atol=1e-6, msg=key)
