@@ -323,3 +323,27 @@ def test_prepare_input_is_pure_and_matches_the_pipeline(pipe: DepthLabPipeline) 
         preprocessing.prepare_input(rgb, depth, known, 64, fill_mode="slow")
     with pytest.raises(ValueError, match="refine"):
         preprocessing.prepare_input(rgb, np.where(known, depth, np.nan), known, 64, refine=True)
+
+
+def test_building_a_pipeline_leaves_the_unets_alone_until_a_call() -> None:
+    from depthlab.models.reference_attention import ReferenceReadProcessor
+    from depthlab.models.tiny import tiny_components
+
+    components = tiny_components(seed=0)
+    unets = (components["reference_unet"], components["estimation_unet"])
+    before = [dict(unet.attn_processors) for unet in unets]
+    pipeline = DepthLabPipeline(**components)
+    for unet, old in zip(unets, before, strict=True):
+        assert all(unet.attn_processors[name] is processor for name, processor in old.items())
+    rgb, depth, known = make_scene()
+    out = run(pipeline, rgb, depth, known, generator=torch.Generator().manual_seed(0))
+    assert np.isfinite(out.depth).all()
+    for unet, old in zip(unets, before, strict=True):  # the call put the processors back
+        assert all(unet.attn_processors[name] is processor for name, processor in old.items())
+    # Installed for good, a call leaves them installed; the result does not depend on it.
+    pipeline.reference_attention.install()
+    again = run(pipeline, rgb, depth, known, generator=torch.Generator().manual_seed(0))
+    assert isinstance(unets[1].attn_processors[pipeline.reference_attention.names[0]], ReferenceReadProcessor)
+    np.testing.assert_array_equal(out.depth, again.depth)
+    pipeline.reference_attention.uninstall()
+    assert all(unets[1].attn_processors[name] is processor for name, processor in before[1].items())

@@ -72,6 +72,11 @@ class DepthLabPipeline(DiffusionPipeline):
         scheduler: ``DDIMScheduler`` (v-prediction).
         image_processor: CLIP image processor (shortest side 224, centre crop, CLIP mean/std).
         text_encoder, tokenizer: optional; only used for ``guidance_scale > 1``.
+
+    Building the pipeline does not touch the modules it is given. Each call installs the
+    reference-attention processors (:attr:`reference_attention`) on the two U-Nets for its
+    duration and puts back the ones they had; ``pipe.reference_attention.install()`` installs them
+    for good (``uninstall()`` restores), as do its ``capture()`` and ``set_features()``.
     """
 
     model_cpu_offload_seq = "image_encoder->image_projection->vae->reference_unet->estimation_unet->vae"
@@ -506,50 +511,52 @@ class DepthLabPipeline(DiffusionPipeline):
                 timings[key] += seconds
             items.append(item)
 
-        # 3. Encode: CLIP context [N, 1, 1024] (+ unconditional [1, 1, 1024] for guidance); VAE
-        #    latents [1, 4, h, w] and reference features of every image, once.
-        start = time.perf_counter()
-        context = self.encode_image_condition([item.rgb for item in items]).to(self.estimation_unet.dtype)
-        uncond = None
-        if guidance_scale > 1:
-            uncond = self.unconditional_context().to(self._execution_device, self.estimation_unet.dtype)
-        timings["conditioning"] += time.perf_counter() - start
-        start = time.perf_counter()
-        encoded, features = self._encode_items(items, context, need_depth_latent=strength < 1 or blend)
-        timings["encode"] += time.perf_counter() - start
+        # 3-6 run with the reference-attention processors installed on the U-Nets (restored after).
+        with self.reference_attention.installed():
+            # 3. Encode: CLIP context [N, 1, 1024] (+ unconditional [1, 1, 1024] for guidance); VAE
+            #    latents [1, 4, h, w] and reference features of every image, once.
+            start = time.perf_counter()
+            context = self.encode_image_condition([item.rgb for item in items]).to(self.estimation_unet.dtype)
+            uncond = None
+            if guidance_scale > 1:
+                uncond = self.unconditional_context().to(self._execution_device, self.estimation_unet.dtype)
+            timings["conditioning"] += time.perf_counter() - start
+            start = time.perf_counter()
+            encoded, features = self._encode_items(items, context, need_depth_latent=strength < 1 or blend)
+            timings["encode"] += time.perf_counter() - start
 
-        # 4. Timesteps: the last int(N * strength) of the schedule.
-        scheduler = self.scheduler
-        if timestep_spacing is not None:
-            scheduler = DDIMScheduler.from_config(scheduler.config, timestep_spacing=timestep_spacing)
-        scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
-        kept = min(int(num_inference_steps * strength), num_inference_steps)
-        timesteps = scheduler.timesteps[num_inference_steps - kept :]
+            # 4. Timesteps: the last int(N * strength) of the schedule.
+            scheduler = self.scheduler
+            if timestep_spacing is not None:
+                scheduler = DDIMScheduler.from_config(scheduler.config, timestep_spacing=timestep_spacing)
+            scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+            kept = min(int(num_inference_steps * strength), num_inference_steps)
+            timesteps = scheduler.timesteps[num_inference_steps - kept :]
 
-        # 5. Draw noise: rows (image, member), image-major; [1, 4, h, w] each.
-        rows = [(index, member) for index in range(len(items)) for member in range(ensemble_size)]
-        row_noise, row_init = self._draw_noise(items, rows, checked, strength)
+            # 5. Draw noise: rows (image, member), image-major; [1, 4, h, w] each.
+            rows = [(index, member) for index in range(len(items)) for member in range(ensemble_size)]
+            row_noise, row_init = self._draw_noise(items, rows, checked, strength)
 
-        # 6. Denoise rows in chunks of `batch_size` rows of equal latent size -> [1, 4, h, w] each.
-        start = time.perf_counter()
-        final_latents = self._denoise(
-            scheduler,
-            timesteps,
-            items,
-            rows,
-            encoded,
-            features,
-            context,
-            uncond,
-            row_noise,
-            row_init,
-            strength=strength,
-            blend=blend,
-            guidance_scale=guidance_scale,
-            batch_size=batch_size,
-            show_progress_bar=show_progress_bar,
-        )
-        timings["denoise"] += time.perf_counter() - start
+            # 6. Denoise rows in chunks of `batch_size` rows of equal latent size -> [1, 4, h, w] each.
+            start = time.perf_counter()
+            final_latents = self._denoise(
+                scheduler,
+                timesteps,
+                items,
+                rows,
+                encoded,
+                features,
+                context,
+                uncond,
+                row_noise,
+                row_init,
+                strength=strength,
+                blend=blend,
+                guidance_scale=guidance_scale,
+                batch_size=batch_size,
+                show_progress_bar=show_progress_bar,
+            )
+            timings["denoise"] += time.perf_counter() - start
 
         # 7. Decode each row: [1, 4, h, w] -> [H8, W8] -> crop, depth units, input size [H, W].
         start = time.perf_counter()

@@ -97,11 +97,10 @@ class DepthLabTrainModule(nn.Module):
         self.reference_unet = reference_unet
         self.estimation_unet = estimation_unet
         self.image_projection = image_projection
+        # The module owns these U-Nets for training: its processors stay installed. A pipeline
+        # built around them (validation, export) installs its own only during a call.
         self.fusion = ReferenceAttention(reference_unet, estimation_unet, fp16_rounding=False)
-
-    def install_fusion(self) -> None:
-        """(Re-)install the training attention processors (after a pipeline replaced them)."""
-        self.fusion = ReferenceAttention(self.reference_unet, self.estimation_unet, fp16_rounding=False)
+        self.fusion.install()
 
     def forward(
         self,

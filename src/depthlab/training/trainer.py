@@ -430,7 +430,6 @@ class Trainer:
             finally:
                 if self.ema is not None:
                     self.ema.swap_out()
-                module.install_fusion()
                 module.train()
             self._append_csv("validation.csv", {"step": step, **result})
             self._log_scalars({f"val/{k}": v for k, v in result.items()}, step)
@@ -635,24 +634,21 @@ class Trainer:
         export_cfg = dict(self.config.get("export") or {})
         paths: dict[str, str] = {}
         if acc.is_main_process:
-            module = self.unwrapped
             use_ema = self.ema is not None and export_cfg.get("ema", True)
             if use_ema:
                 self.ema.swap_in()
             try:
-                dtype = self.export_dtype
                 final = self.output_dir / "final"
                 if export_cfg.get("save_pretrained", True):
                     paths["save_pretrained"] = str(
-                        export_save_pretrained(self.models, final / "depthlab", dtype)
+                        export_save_pretrained(self.models, final / "depthlab", self.export_dtype)
                     )
                 if export_cfg.get("original_layout", True):
                     paths["original_layout"] = str(
-                        export_original_layout(self.models, final / "original", dtype)
+                        export_original_layout(self.models, final / "original", self.export_dtype)
                     )
             finally:
                 if use_ema:
                     self.ema.swap_out()
-                module.install_fusion()
         acc.wait_for_everyone()
         return paths
