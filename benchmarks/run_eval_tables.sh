@@ -18,7 +18,7 @@ mkdir -p "$OUT" "$RESULTS"
 METHODS=(--method guided --method linear --method nearest)
 
 # 1. NYUv2, 20 official test frames (DenseDepth PNG layout, mm): 500 points and 30 % large holes
-depthlab eval --config configs/eval/table2_nyu_500pts.yaml \
+depthlab eval --config table2_nyu_500pts \
   --root "$DATA/stepi2299__eadir2/data/nyu_samples" \
   --protocol points:500 --protocol holes:0.3 "${METHODS[@]}" \
   --table-metric rmse --table-metric abs_rel --table-metric delta1 \
@@ -26,14 +26,14 @@ depthlab eval --config configs/eval/table2_nyu_500pts.yaml \
   --out "$OUT/nyu_points_holes" --no-progress
 
 # 2. NYUv2, known-depth ratio 2..50 %
-depthlab eval --config configs/eval/table3_ratios.yaml \
+depthlab eval --config table3_ratios \
   --root "$DATA/stepi2299__eadir2/data/nyu_samples" "${METHODS[@]}" \
   --table-metric rmse --table-metric abs_rel --table-metric delta1 \
   --title "NYUv2 (20 test frames, Eigen crop): known-depth ratio, filled region" \
   --out "$OUT/nyu_ratios" --no-progress
 
 # 3. KITTI object frame 000000: 10 % of the ~20k projected LiDAR points held out
-depthlab eval --config configs/eval/kitti_lidar_holdout.yaml \
+depthlab eval --config kitti_lidar_holdout \
   --root "$DATA/kuixu__kitti_object_vis/data/object" \
   --method lidar "${METHODS[@]}" \
   --title "KITTI object 000000: LiDAR holdout (10 % of projected points scored)" \
@@ -51,7 +51,7 @@ for N in 10 100 1000; do
   ln -s "$SRC/sparse_$N.npy" "$LAYOUT/sparse_$N/known/sample.npy"
 done
 cat > "$LAYOUT/marigold_dc.yaml" <<YAML
-base_config: $(pwd)/configs/eval/base.yaml
+base_config: base   # the packaged eval base config (src/depthlab/configs/eval/base.yaml)
 title: "Marigold-DC sample: given 10 / 100 / 1000 sparse points, filled region"
 datasets:
   - {name: folder, label: "10 pts", root: $LAYOUT/sparse_10}

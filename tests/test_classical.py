@@ -5,9 +5,20 @@ import pytest
 from PIL import Image
 
 from depthlab import classical
+from depthlab.completion import complete
 
-NYU = (Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "stepi2299__eadir2"
-       / "data" / "nyu_samples" / "nyu2_test")
+CLASSICAL = ("guided", "linear", "nearest", "lidar")
+
+NYU = (
+    Path(__file__).resolve().parents[1]
+    / ".."
+    / "shared"
+    / "datasets"
+    / "stepi2299__eadir2"
+    / "data"
+    / "nyu_samples"
+    / "nyu2_test"
+)
 
 
 def _scene(h=48, w=64, seed=0):
@@ -22,16 +33,17 @@ def _scene(h=48, w=64, seed=0):
     return rgb, gt, known
 
 
-@pytest.mark.parametrize("method", classical.METHODS)
+@pytest.mark.parametrize("method", CLASSICAL)
 def test_known_pixels_exact_and_all_filled(method):
     rgb, gt, known = _scene()
     noisy = gt + np.random.default_rng(1).normal(0, 0.01, gt.shape).astype(np.float32)
     depth = np.where(known, noisy, 0.0)
-    out, info = classical.complete_classical(method, rgb, depth, known)
+    result = complete(rgb, depth, known, method=method)
+    out, info = result.depth, result.info
     assert out.dtype == np.float32 and out.shape == gt.shape
     assert np.array_equal(out[known], depth[known])
     assert np.all(np.isfinite(out)) and np.all(out > 0)
-    assert info["method"] == method and info["seconds"] >= 0
+    assert result.method == method and info["seconds"] >= 0
 
 
 def test_nearest_copies_the_closest_value():
@@ -58,22 +70,23 @@ def test_guided_follows_colour_edges_better_than_linear_and_nearest():
     unknown = ~known
     errors = {}
     for method in ("nearest", "linear", "guided"):
-        out, _ = classical.complete_classical(method, rgb, depth, known)
+        out = complete(rgb, depth, known, method=method).depth
         errors[method] = float(np.sqrt(np.mean((out[unknown] - gt[unknown]) ** 2)))
     assert errors["guided"] < 0.5 * errors["linear"]
     assert errors["guided"] < errors["nearest"]
 
 
-def test_guided_keeps_constant_depth_and_linear_space_with_zero_depth():
+def test_guided_keeps_constant_depth_and_a_masked_zero_becomes_unknown(caplog):
     rgb = np.random.default_rng(0).integers(0, 255, (20, 24, 3), dtype=np.uint8)
     known = np.zeros((20, 24), bool)
     known[::5, ::5] = True
     out = classical.guided(rgb, np.where(known, 3.0, 0.0), known)
     assert np.allclose(out, 3.0, atol=1e-3)
     depth = np.where(known, 2.0, 0.0)
-    depth[0, 0] = 0.0  # a known zero: inverse depth impossible, falls back to linear space
+    depth[0, 0] = 0.0  # marked known but 0 m: not a measurement, so it is filled (with a warning)
     out = classical.guided(rgb, depth, known)
-    assert out[0, 0] == 0.0 and np.all(np.isfinite(out))
+    assert np.all(np.isfinite(out)) and abs(out[0, 0] - 2.0) < 1e-3
+    assert "1 pixels known whose depth is 0" in caplog.text
 
 
 def test_input_errors_name_the_argument():
@@ -87,7 +100,7 @@ def test_input_errors_name_the_argument():
     with pytest.raises(ValueError, match="no known pixel"):
         classical.nearest(np.zeros((4, 4)))
     with pytest.raises(ValueError, match="method"):
-        classical.complete_classical("cubic", rgb, gt, known)
+        complete(rgb, gt, known, method="cubic")
     with pytest.raises(ValueError, match="max_depth"):
         classical.lidar(np.where(known, gt, 0), known, max_depth=1.0)
 
@@ -115,7 +128,7 @@ def test_guided_beats_nearest_and_linear_on_a_nyu_frame():
     unknown = ~known
     scores = {}
     for method in ("nearest", "linear", "guided"):
-        out, _ = classical.complete_classical(method, rgb, depth, known)
+        out = complete(rgb, depth, known, method=method).depth
         error = out[unknown] - gt[unknown]
         scores[method] = (np.mean(np.abs(error) / gt[unknown]), np.sqrt(np.mean(error**2)))
     for baseline in ("nearest", "linear"):

@@ -170,3 +170,69 @@ def test_color_and_panel_writers(tmp_path, depth):
     io.write_panel(tmp_path / "p.png", rgb, depth, depth > 0, filled, gt=filled)
     panel = np.asarray(Image.open(tmp_path / "p.png"))
     assert panel.shape[1] >= 4 * 17
+
+
+def test_scale_applies_to_integer_data_only(tmp_path, depth):
+    np.save(tmp_path / "f.npy", depth)
+    with pytest.raises(ValueError, match=r"f\.npy stores float values .*--depth-scale\) applies to integer"):
+        io.read_depth(tmp_path / "f.npy", scale=1000)
+    np.save(tmp_path / "i.npy", np.rint(depth * 1000).astype(np.uint16))
+    with pytest.raises(ValueError, match=r"i\.npy stores integers \(uint16\)"):
+        io.read_depth(tmp_path / "i.npy")
+    assert np.max(np.abs(io.read_depth(tmp_path / "i.npy", scale=1000) - depth)) <= 0.0005 + 1e-6
+    io.write_depth_tiff(tmp_path / "f.tif", depth)
+    with pytest.raises(ValueError, match="float"):
+        io.read_depth(tmp_path / "f.tif", scale=256)
+
+
+def test_points_header_names_the_fields(tmp_path):
+    (tmp_path / "vu.csv").write_text("v,u,depth\n1,3,2.5\n")
+    (tmp_path / "cr.csv").write_text("# exported\nrow;col;intensity;z\n1;3;9;2.5\n")
+    (tmp_path / "plain.csv").write_text("3,1,2.5\n")
+    for name in ("vu.csv", "cr.csv", "plain.csv"):
+        points = io.read_points(tmp_path / name, (4, 4))
+        assert points[1, 3] == 2.5 and np.count_nonzero(points) == 1, name
+    (tmp_path / "xyz.csv").write_text("x,y,z\n1,2,3\n")
+    with pytest.raises(ValueError, match="3D point coordinates"):
+        io.read_points(tmp_path / "xyz.csv", (4, 4))
+    (tmp_path / "uvw.csv").write_text("u,v,w\n1,2,3\n")
+    with pytest.raises(ValueError, match="header 'u,v,w' must name exactly one"):
+        io.read_points(tmp_path / "uvw.csv", (4, 4))
+    (tmp_path / "mm.csv").write_text("u,v,depth\n1,2,2500\n")
+    assert io.read_points(tmp_path / "mm.csv", (4, 4), scale=1000)[2, 1] == 2.5
+    (tmp_path / "m.csv").write_text("u,v,depth\n1,2,2.5\n")
+    with pytest.raises(ValueError, match="decimals"):
+        io.read_points(tmp_path / "m.csv", (4, 4), scale=1000)
+
+
+def test_mask_images_must_be_two_valued_and_write_mask_round_trips(tmp_path):
+    known = np.zeros((5, 6), bool)
+    known[1:3, 2:5] = True
+    for convention in ("known", "fill"):
+        io.write_mask(tmp_path / f"{convention}.png", known, convention=convention)
+        assert np.array_equal(io.read_mask(tmp_path / f"{convention}.png", convention=convention), known)
+    stored = np.asarray(Image.open(tmp_path / "fill.png"))
+    assert set(np.unique(stored)) == {0, 255} and stored[0, 0] == 255
+    io.write_mask(tmp_path / "k.npy", known)
+    assert np.array_equal(io.read_mask(tmp_path / "k.npy"), known)
+    gradient = (np.arange(30, dtype=np.uint8).reshape(5, 6) * 8).astype(np.uint8)
+    Image.fromarray(gradient).save(tmp_path / "g.png")
+    with pytest.raises(ValueError, match=r"g\.png is not binary: 29 of 30 pixels"):
+        io.read_mask(tmp_path / "g.png")
+    with pytest.raises(FileExistsError):
+        io.write_mask(tmp_path / "known.png", known)
+
+
+def test_atomic_write_names_the_path_of_an_os_error(tmp_path, depth):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError) as raised:
+        io.write_depth_npy(tmp_path / "file" / "d.npy", depth)
+    assert "file" in str(raised.value.filename)
+
+
+def test_describe_known_depth():
+    depth = np.zeros((10, 10), np.float32)
+    depth[0, :5] = [0.713, 2, 3, 4, 9.981]
+    text = io.describe_known_depth(depth, scale=1000, unit="m")
+    assert text == "known depth 0.71-9.98 m after /1000 (5 of 100 px, 5 %)"
+    assert io.panel_caption("guided", depth > 0, 0.5) == "guided | known 5 % (5 of 100 px) | 0.50 s"

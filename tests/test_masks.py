@@ -29,9 +29,7 @@ def test_random_ratio_matches_documented_rule(valid):
     flat = np.flatnonzero(valid)
     expected = np.zeros(valid.size, dtype=bool)
     expected[flat[np.random.default_rng(3).choice(flat.size, k, replace=False)]] = True
-    np.testing.assert_array_equal(
-        masks.random_ratio(valid, 0.1, rng(3)), expected.reshape(valid.shape)
-    )
+    np.testing.assert_array_equal(masks.random_ratio(valid, 0.1, rng(3)), expected.reshape(valid.shape))
 
 
 def test_random_ratio_keeps_at_least_one_and_rejects_bad_ratio(valid):
@@ -197,9 +195,7 @@ def test_make_mask_dispatch(valid):
         masks.make_mask("ratio:5", valid, 3), masks.random_ratio(valid, 0.05, rng(3))
     )
     assert masks.make_mask("points:10-20", valid, 0).sum() in range(10, 21)
-    assert not np.array_equal(
-        masks.make_mask("ratio:5", valid, 1), masks.make_mask("ratio:5", valid, 2)
-    )
+    assert not np.array_equal(masks.make_mask("ratio:5", valid, 1), masks.make_mask("ratio:5", valid, 2))
 
 
 @pytest.mark.parametrize("bad", ["", "ratio", "ratio:x", "foo:3", "sensor:1", "ratio:5-1"])
@@ -237,3 +233,16 @@ def test_mask_mixture_min_known_fallback():
     valid = np.ones((20, 20), dtype=bool)
     mixture = masks.MaskMixture({"points:1": 1.0}, min_known=5)
     assert mixture.sample(valid, rng()).sum() == 5
+
+
+def test_sparsify_keeps_seeded_valid_pixels():
+    depth = np.random.default_rng(0).uniform(1, 5, (30, 40)).astype(np.float32)
+    depth[:, :5] = 0
+    sparse, kept = masks.sparsify(depth, "points:50", seed=3)
+    again, kept_again = masks.sparsify(depth, "points:50", seed=3)
+    assert kept.sum() == 50 and np.array_equal(kept, kept_again) and np.array_equal(sparse, again)
+    assert not kept[:, :5].any() and np.array_equal(sparse[kept], depth[kept]) and np.all(sparse[~kept] == 0)
+    with pytest.raises(ValueError, match="unknown mask protocol"):
+        masks.sparsify(depth, "pionts:50")
+    with pytest.raises(ValueError, match="without valid"):
+        masks.sparsify(np.zeros((4, 4)), "points:5")

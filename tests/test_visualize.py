@@ -53,3 +53,22 @@ def test_add_colorbar_and_error_map():
     assert out.shape[0] == 50 and out.shape[1] > 40 and np.array_equal(out[:, :40], rgb)
     err = visualize.error_map(np.array([[1.0, 2.0]]), np.array([[1.0, 0.0]]))
     assert np.array_equal(err[0, 1], [0, 0, 0])
+
+
+def test_panel_draws_sparse_points_as_discs_with_colorbar_and_caption():
+    h, w = 60, 80
+    rgb = np.zeros((h, w, 3), np.uint8)
+    depth = np.zeros((h, w))
+    depth[30, 40] = 2.0
+    depth[10, 10] = 4.0
+    known = depth > 0
+    plain = visualize.panel(rgb, depth, known, np.full((h, w), 3.0), titles=False, gap=0, point_radius=0)
+    discs = visualize.panel(rgb, depth, known, np.full((h, w), 3.0), titles=False, gap=0)
+    tile = slice(w, 2 * w)
+    hole = np.asarray(visualize.HOLE_COLOR)
+    n_plain = int((np.any(plain[:, tile] != hole, axis=2)).sum())
+    n_discs = int((np.any(discs[:, tile] != hole, axis=2)).sum())
+    assert n_plain == 2 and n_discs >= 2 * 5  # each point is a disc of radius >= 1 (5 px)
+    assert np.array_equal(discs[31, w + 40], plain[30, w + 40])  # the disc has the point's colour
+    full = visualize.panel(rgb, depth, known, np.full((h, w), 3.0), colorbar=True, unit="m", caption="x")
+    assert full.shape[1] > 3 * w + 8 and full.shape[0] > discs.shape[0]

@@ -2,7 +2,9 @@
 
 Every method takes ``depth`` ``[H, W]`` (any units) and ``known_mask`` ``[H, W]`` (bool, True =
 known; None -> finite and > 0), returns float32 ``[H, W]`` depth in the input units, and keeps
-the known pixels exactly. Only numpy, scipy and OpenCV are used (no torch).
+the known pixels exactly. Only numpy, scipy and OpenCV are used (no torch). Run them by name with
+:func:`depthlab.complete` (``method="guided"``, ...): they are registered in
+:mod:`depthlab.completion`, the one method registry.
 
 * :func:`nearest` copies the value of the closest known pixel (Euclidean distance transform).
 * :func:`linear` interpolates linearly over a Delaunay triangulation of the known pixels
@@ -18,7 +20,6 @@ the known pixels exactly. Only numpy, scipy and OpenCV are used (no torch).
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import cv2
@@ -29,12 +30,9 @@ from scipy.sparse.linalg import cg, spsolve
 from depthlab import preprocessing
 from depthlab.inputs import check_completion_inputs, resolve_known_mask, to_depth_array, to_rgb_uint8
 
-__all__ = ["METHODS", "nearest", "linear", "guided", "lidar", "complete_classical"]
+__all__ = ["nearest", "linear", "guided", "lidar"]
 
 logger = logging.getLogger(__name__)
-
-METHODS = ("guided", "linear", "nearest", "lidar")
-
 
 def _prepare(depth: Any, known_mask: Any) -> tuple[np.ndarray, np.ndarray]:
     """Standardise ``depth``/``known_mask`` and check them; unknown pixels are zeroed."""
@@ -438,24 +436,3 @@ def lidar(
         filled[empty] = _nearest(depth, known)[empty]
     filled[known] = depth[known]
     return filled
-
-
-_FUNCTIONS = {"nearest": nearest, "linear": linear, "lidar": lidar}
-
-
-def complete_classical(
-    method: str, image: Any, depth: Any, known_mask: Any = None, **options: Any
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Run one classical method by name; return ``(depth [H, W] float32, info)``.
-
-    ``info`` holds the method name, the options used and the run time in seconds.
-    """
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {', '.join(METHODS)}; got {method!r}")
-    start = time.perf_counter()
-    if method == "guided":
-        result = guided(image, depth, known_mask, **options)
-    else:
-        result = _FUNCTIONS[method](depth, known_mask, **options)
-    info = {"method": method, "options": dict(options), "seconds": time.perf_counter() - start}
-    return result, info

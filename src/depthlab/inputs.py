@@ -14,6 +14,7 @@ This module needs numpy and Pillow only (no torch), so classical methods work wi
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,8 @@ __all__ = [
     "known_mask_from_fill_mask",
     "check_completion_inputs",
 ]
+
+logger = logging.getLogger(__name__)
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
@@ -144,16 +147,8 @@ def known_mask_from_fill_mask(fill_mask: Any) -> np.ndarray:
     return ~resolve_known_mask(fill_mask, None, name="fill_mask")
 
 
-def resolve_known_mask(known_mask: Any, depth: np.ndarray | None, name: str = "known_mask") -> np.ndarray:
-    """Return a boolean ``[H, W]`` mask, True = known.
-
-    When ``known_mask`` is None, known pixels are those of ``depth`` that are finite and > 0.
-    A given mask must be boolean or contain only the values 0 and 1.
-    """
-    if known_mask is None:
-        if depth is None:
-            raise ValueError(f"`{name}` is None and no depth was given to derive it from")
-        return np.isfinite(depth) & (depth > 0)
+def _binary_mask(known_mask: Any, name: str) -> np.ndarray:
+    """``known_mask`` as a boolean ``[H, W]`` array; it must be bool or hold only 0 and 1."""
     if isinstance(known_mask, Image.Image):
         known_mask = np.asarray(known_mask)
     if not (isinstance(known_mask, np.ndarray) or is_torch_tensor(known_mask)):
@@ -169,11 +164,80 @@ def resolve_known_mask(known_mask: Any, depth: np.ndarray | None, name: str = "k
         return array.copy()
     values = np.unique(array)
     if not np.all(np.isin(values, (0, 1))):
+        n_bad = int((~np.isin(array, (0, 1))).sum())
         shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if values.size > 6 else "")
         raise ValueError(
-            f"`{name}` must be binary (bool, or only 0 and 1; True/1 = known); got values {{{shown}}}"
+            f"`{name}` must be binary (bool, or only 0 and 1; True/1 = known); {n_bad} values are "
+            f"neither 0 nor 1 (values {{{shown}}})"
         )
     return array.astype(bool)
+
+
+def resolve_known_mask(known_mask: Any, depth: np.ndarray | None, name: str = "known_mask") -> np.ndarray:
+    """Return a boolean ``[H, W]`` mask, True = known, whose known pixels all have a valid depth.
+
+    The rule, the same for every method and for both mask conventions (the CLI's
+    ``--mask-convention fill`` is inverted first, then this rule applies):
+
+    * Known pixels need a depth that is finite and > 0. Without ``known_mask`` the known pixels
+      are exactly those. With ``known_mask``, pixels it marks known whose depth is 0 or
+      non-finite (a "valid region" mask over sparse depth) become unknown; how many is logged
+      as a warning (logger ``depthlab.inputs``).
+    * A negative depth where the depth would be known (under the mask, or anywhere without a
+      mask) is never a measurement: ``ValueError`` with the count and the minimum.
+    * No known pixel left: ``ValueError`` saying why (all zero, all invalid under the mask).
+
+    A given mask must be boolean or contain only the values 0 and 1. With ``depth=None`` only
+    the mask itself is standardised.
+    """
+    if known_mask is None:
+        if depth is None:
+            raise ValueError(f"`{name}` is None and no depth was given to derive it from")
+        depth = np.asarray(depth)
+        _check_negative(depth, np.ones(depth.shape, bool), "")
+        known = np.isfinite(depth) & (depth > 0)
+        if not known.any():
+            n_nan = int((~np.isfinite(depth)).sum())
+            raise ValueError(
+                f"`depth` has no known pixel: none of its {depth.size} values is finite and > 0 "
+                f"({depth.size - n_nan} are 0, {n_nan} non-finite); 0/NaN mean unknown"
+            )
+        return known
+    mask = _binary_mask(known_mask, name)
+    if depth is None or np.shape(depth) != mask.shape:
+        return mask  # sizes are checked (and reported) by check_completion_inputs
+    depth = np.asarray(depth)
+    _check_negative(depth, mask, f" at pixels `{name}` marks known")
+    invalid = mask & ~(np.isfinite(depth) & (depth > 0))
+    n_invalid = int(invalid.sum())
+    if n_invalid:
+        n_marked = int(mask.sum())
+        if n_invalid == n_marked:
+            raise ValueError(
+                f"`{name}` marks {n_marked} pixels known but the depth is 0 or non-finite at all "
+                "of them: no known pixel (known pixels need a depth > 0)"
+            )
+        logger.warning(
+            "%s marks %d pixels known whose depth is 0 or non-finite; they are treated as "
+            "unknown (%d known pixels remain)",
+            name,
+            n_invalid,
+            n_marked - n_invalid,
+        )
+        mask &= ~invalid
+    return mask
+
+
+def _check_negative(depth: np.ndarray, where: np.ndarray, place: str) -> None:
+    with np.errstate(invalid="ignore"):
+        negative = where & (depth < 0)
+    n_negative = int(negative.sum())
+    if n_negative:
+        every = " (every value)" if n_negative == depth.size else ""
+        raise ValueError(
+            f"`depth` has {n_negative} negative values{every}{place} (min "
+            f"{float(depth[negative].min()):g}); depth must be > 0 where known (0 or NaN = unknown)"
+        )
 
 
 def check_completion_inputs(
@@ -204,8 +268,9 @@ def check_completion_inputs(
         raise ValueError(f"`known_mask` has no known pixel{where}: nothing to anchor the depth scale")
     if n_known == known_mask.size and not allow_all_known:
         raise ValueError(
-            f"`known_mask` marks every pixel as known{where}: there is nothing to complete "
-            "(use refine=True with a mask of the pixels to re-estimate)"
+            f"`known_mask` marks every pixel as known ({n_known} pixels){where}: there is nothing "
+            "to complete; make sparse input first (depthlab.masks.make_mask, CLI --keep "
+            "points:500) or re-estimate a full map with DepthLab (refine=True, CLI --refine)"
         )
     known_values = depth[known_mask]
     if not np.all(np.isfinite(known_values)):

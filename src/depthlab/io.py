@@ -2,10 +2,13 @@
 
 Conventions (stated once, used everywhere):
 
-* **Depth units**: a stored value ``s`` is read as depth ``s / scale``. Integer files (16-bit PNG,
-  integer TIFF) need an explicit ``scale`` (1000 for millimetre PNGs -> metres, 256 for KITTI);
-  float files (.npy, .npz, float TIFF, .pfm, .exr, CSV) default to ``scale=1``. A depth of 0,
-  negative or non-finite means "unknown".
+* **Depth units**: a stored value ``s`` is read as depth ``s / scale``. ``scale`` applies to
+  integer data only: integer files (8/16-bit PNG, integer TIFF, integer ``.npy``/``.npz``) need
+  an explicit ``scale`` (1000 for millimetre PNGs -> metres, 256 for KITTI); float files (float
+  ``.npy``/``.npz``/TIFF, ``.pfm``, ``.exr``) are already depth, and giving them a ``scale`` is an
+  error (it would silently change their units). CSV/TXT points are text: ``scale`` divides them
+  when every depth value is written as an integer, otherwise it is an error. A depth of 0 or
+  non-finite means "unknown"; negative known depth is an error.
 * **Masks**: ``known_mask`` is boolean, True = depth known. Mask files in the original DepthLab
   convention (1/white = to fill) are read with ``convention="fill"``.
 * **RGB**: any PIL-readable file becomes ``uint8 [H, W, 3]``; 16-bit images are scaled to 8 bits;
@@ -22,8 +25,10 @@ the core dependencies.
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -51,8 +56,11 @@ __all__ = [
     "write_exr",
     "read_exr",
     "write_image",
+    "write_mask",
     "write_color",
     "write_panel",
+    "panel_caption",
+    "describe_known_depth",
     "atomic_write",
 ]
 
@@ -74,19 +82,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, over
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
+        OSError: the folder cannot be made or written (read-only, permission, a path below a
+            regular file, a full disk); it names ``path``. A short write without an errno (as
+            numpy reports a full disk) is raised as ``ENOSPC``.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
-    )
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(handle)
     tmp = Path(tmp_name)
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as error:
+        if error.errno is None:  # e.g. numpy: "N requested and M written"
+            free = shutil.disk_usage(path.parent).free
+            raise OSError(
+                errno.ENOSPC,
+                f"short write ({error}; {free} bytes free): the disk is probably full",
+                str(path),
+            ) from error
+        if error.filename is None:
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -216,8 +236,9 @@ def read_depth(
 
     Args:
         path: the file.
-        scale: divisor applied to stored values; required for integer formats (e.g. 1000 for
-            millimetres -> metres, 256 for KITTI), default 1 for float formats.
+        scale: divisor applied to stored *integer* values, required for them (e.g. 1000 for
+            millimetres -> metres, 256 for KITTI), whatever the suffix (PNG, TIFF, ``.npy``).
+            Float data is read as is; a ``scale`` with float data is an error.
         key: array name inside an ``.npz``.
         image_size: ``(H, W)`` for point lists.
 
@@ -244,11 +265,6 @@ def read_depth(
                 f"depth PNG {path} has {array.shape[2]} channels; expected a single-channel 8/16-bit "
                 "PNG (a colourised depth picture cannot be read back as depth)"
             )
-        if scale is None:
-            raise ValueError(
-                f"depth PNG {path} stores integers: give the scale (--depth-scale), e.g. 1000 for "
-                "millimetres -> metres or 256 for KITTI"
-            )
     elif suffix in (".tif", ".tiff"):
         import tifffile
 
@@ -256,10 +272,6 @@ def read_depth(
             array = tifffile.imread(path)
         except Exception as error:
             raise ValueError(f"cannot read depth {path}: {error}") from None
-        if np.issubdtype(array.dtype, np.integer) and scale is None:
-            raise ValueError(
-                f"depth TIFF {path} stores integers ({array.dtype}): give the scale (--depth-scale)"
-            )
     elif suffix == ".pfm":
         array = read_pfm(path)
     elif suffix == ".exr":
@@ -272,8 +284,21 @@ def read_depth(
     array = _single_channel(np.asarray(array), path)
     if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"depth file {path} holds {array.dtype} values; expected numbers")
-    depth = array.astype(np.float64) / _check_scale(scale)
-    return depth.astype(np.float32)
+    if np.issubdtype(array.dtype, np.integer):
+        if scale is None:
+            raise ValueError(
+                f"depth file {path} stores integers ({array.dtype}): give the scale "
+                "(--depth-scale: stored value / scale = depth), e.g. 1000 for millimetres -> "
+                "metres or 256 for KITTI"
+            )
+        return (array.astype(np.float64) / _check_scale(scale)).astype(np.float32)
+    if scale is not None:
+        raise ValueError(
+            f"depth file {path} stores float values ({array.dtype}), which are read as depth as "
+            f"they are; the scale {scale:g} (--depth-scale) applies to integer files only: drop it "
+            "(to write 16-bit PNG outputs use --out-scale)"
+        )
+    return array.astype(np.float32)
 
 
 def _read_npz(path: Path, key: str | None) -> np.ndarray:
@@ -296,21 +321,61 @@ def _read_npz(path: Path, key: str | None) -> np.ndarray:
         raise ValueError(f"cannot read {path}: {error}") from None
 
 
+_COLUMN_NAMES = ("u", "x", "col", "column")
+_ROW_NAMES = ("v", "y", "row")
+_DEPTH_NAMES = ("depth", "z", "d")
+
+
+def _point_columns(header: list[str], path: Path) -> tuple[int, int, int]:
+    """Indices of the (column, row, depth) fields named by a CSV header line."""
+    names = [h.strip().strip("\"'").lower() for h in header]
+    found: dict[str, list[int]] = {"u": [], "v": [], "depth": []}
+    for index, name in enumerate(names):
+        for role, accepted in (("u", _COLUMN_NAMES), ("v", _ROW_NAMES), ("depth", _DEPTH_NAMES)):
+            if name in accepted:
+                found[role].append(index)
+    accepted_text = (
+        f"column: {'/'.join(_COLUMN_NAMES)}; row: {'/'.join(_ROW_NAMES)}; depth: {'/'.join(_DEPTH_NAMES)}"
+    )
+    if any(len(v) != 1 for v in found.values()):
+        raise ValueError(
+            f"{path}: header {','.join(header)!r} must name exactly one pixel column, one pixel row "
+            f"and one depth field ({accepted_text})"
+        )
+    if names[found["u"][0]] == "x" and names[found["v"][0]] == "y" and names[found["depth"][0]] == "z":
+        raise ValueError(
+            f"{path}: header 'x,y,z' reads as 3D point coordinates, but depthlab needs pixel "
+            "coordinates and a depth: name the columns u,v,depth (u = pixel column, v = pixel row)"
+        )
+    return found["u"][0], found["v"][0], found["depth"][0]
+
+
 def read_points(
     path: str | os.PathLike, image_size: tuple[int, int], *, scale: float | None = None
 ) -> np.ndarray:
-    """Rasterise a CSV/TXT list of ``u,v,depth`` points into a float32 ``[H, W]`` map (0 = unknown).
+    """Rasterise a CSV/TXT list of points into a float32 ``[H, W]`` map (0 = unknown).
 
-    One point per line; columns separated by commas, semicolons, tabs or spaces; an optional
-    header line (``u,v,depth``) and ``#`` comments are skipped. ``u`` is the column (x), ``v`` the
-    row (y), in pixels, rounded to the nearest pixel. Points outside the image or with a depth
-    that is not > 0 are an error. When several points land on one pixel the nearest (smallest
-    depth) is kept. Depth = value / ``scale`` (default 1).
+    One point per line; fields separated by commas, semicolons, tabs or spaces; ``#`` starts a
+    comment. Without a header the first three fields are ``u,v,depth``: ``u`` the pixel column
+    (x), ``v`` the pixel row (y), rounded to the nearest pixel. A header line names the fields in
+    any order (extra fields are ignored): the column as ``u``/``x``/``col``/``column``, the row as
+    ``v``/``y``/``row``, the depth as ``depth``/``z``/``d`` (e.g. ``v,u,depth``, ``x,y,depth``,
+    ``col,row,z``); ``x,y,z`` is refused (it reads as 3D point coordinates), as is a header that
+    does not name all three. Points outside the image or with a depth that is not > 0 are an
+    error. When several points land on one pixel the nearest (smallest depth) is kept.
+
+    Depth = value / ``scale``. ``scale`` (default: none) is allowed only when every depth value is
+    written as an integer (e.g. millimetres); with fractional values it is an error, because they
+    already are depth.
     """
     path = _check_path(path, "points")
     height, width = (int(v) for v in image_size)
-    scale = _check_scale(scale)
+    if scale is not None:
+        scale = _check_scale(scale)
+    columns = (0, 1, 2)
+    header_seen = False
     rows: list[tuple[float, float, float]] = []
+    fractional = False
     with open(path, newline="", encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             text = line.split("#", 1)[0].strip()
@@ -318,22 +383,31 @@ def read_points(
                 continue
             fields = [f for f in re.split(r"[,;\s]+", text) if f]
             try:
-                u, v, d = (float(f) for f in fields[:3])
-                if len(fields) < 3:
+                if len(fields) <= max(columns):
                     raise ValueError
+                u, v, d = (float(fields[i]) for i in columns)
             except ValueError:
-                if not rows and line_no == 1 or not rows and not any(c.isdigit() for c in text):
-                    continue  # header
+                if not rows and not header_seen and not any(_is_number(f) for f in fields):
+                    columns = _point_columns(fields, path)
+                    header_seen = True
+                    continue
                 raise ValueError(
-                    f"{path} line {line_no}: expected 'u,v,depth' numbers; got {text!r}"
+                    f"{path} line {line_no}: expected {len(columns)}+ numeric fields "
+                    f"({'u,v,depth' if not header_seen else 'as the header names them'}); got {text!r}"
                 ) from None
+            fractional = fractional or not re.fullmatch(r"[+-]?\d+", fields[columns[2]])
             rows.append((u, v, d))
     if not rows:
         raise ValueError(f"{path} holds no 'u,v,depth' points")
+    if scale is not None and fractional:
+        raise ValueError(
+            f"{path}: depth values are written with decimals, so they are read as depth as they "
+            f"are; the scale {scale:g} (--depth-scale) applies to integer values only: drop it"
+        )
     points = np.asarray(rows, dtype=np.float64)
     cols = np.rint(points[:, 0]).astype(np.int64)
     rws = np.rint(points[:, 1]).astype(np.int64)
-    values = points[:, 2] / scale
+    values = points[:, 2] / (scale or 1.0)
     outside = (cols < 0) | (cols >= width) | (rws < 0) | (rws >= height)
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
@@ -348,6 +422,14 @@ def read_points(
     order = np.argsort(-values)  # far first, so the nearest point on a pixel is written last
     depth[rws[order], cols[order]] = values[order]
     return depth.astype(np.float32)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def read_pfm(path: str | os.PathLike) -> np.ndarray:
@@ -439,9 +521,7 @@ def write_exr(path: str | os.PathLike, depth: Any, *, overwrite: bool = False) -
 # ----------------------------------------------------------------------------------------------
 # masks
 # ----------------------------------------------------------------------------------------------
-def read_mask(
-    source: Any, *, convention: str = "known", shape: tuple[int, int] | None = None
-) -> np.ndarray:
+def read_mask(source: Any, *, convention: str = "known", shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read a mask file or array and return ``known_mask`` (bool ``[H, W]``, True = known).
 
     Args:
@@ -451,8 +531,9 @@ def read_mask(
             known) or ``"fill"`` (original DepthLab: pixel is to be filled).
         shape: expected ``(H, W)``; a different size is an error.
 
-    Image files: a mask whose values are only 0 and 1 is used as is; otherwise a pixel is 1 when
-    it is above half of the range (> 127 for 8-bit, > 32767 for 16-bit).
+    Image files must be two-valued: 0 and 1, 0 and 255 (8-bit) or 0 and 65535 (16-bit). A
+    gradient, anti-aliased or JPEG-compressed picture is refused with the count of pixels that
+    are neither (thresholding it would guess which pixels are known).
     """
     if convention not in ("known", "fill"):
         raise ValueError(f"`convention` (--mask-convention) must be 'known' or 'fill'; got {convention!r}")
@@ -468,9 +549,9 @@ def read_mask(
         else:
             image = _open_image(path, "mask")
             array = np.asarray(image.convert("L") if image.mode in ("RGB", "RGBA", "P", "LA") else image)
-            array = _binarise_image(array)
+            array = _binarise_image(array, name)
     elif isinstance(source, Image.Image):
-        array = _binarise_image(np.asarray(source.convert("L") if source.mode != "1" else source))
+        array = _binarise_image(np.asarray(source.convert("L") if source.mode != "1" else source), name)
     else:
         array = source
     mask = resolve_known_mask(array, None, name=f"mask ({name})")
@@ -481,13 +562,20 @@ def read_mask(
     return mask
 
 
-def _binarise_image(array: np.ndarray) -> np.ndarray:
+def _binarise_image(array: np.ndarray, name: str = "mask") -> np.ndarray:
     if array.dtype == np.bool_:
         return array
-    if np.all(np.isin(np.unique(array), (0, 1))):
-        return array.astype(bool)
-    top = 65535 if array.dtype == np.uint16 or array.max(initial=0) > 255 else 255
-    return array > top / 2
+    values = np.unique(array)
+    for top in (1, 255, 65535):
+        if np.all(np.isin(values, (0, top))):
+            return array == top
+    top = 65535 if array.max(initial=0) > 255 else 255
+    n_between = int(((array != 0) & (array != top)).sum())
+    raise ValueError(
+        f"mask {name} is not binary: {n_between} of {array.size} pixels are neither 0 nor {top} "
+        f"({values.size} distinct values, a gradient or anti-aliased/JPEG picture?); save the mask "
+        "as a black/white PNG"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -504,9 +592,7 @@ def write_depth_npy(path: str | os.PathLike, depth: Any, *, overwrite: bool = Fa
     return atomic_write(path, write, overwrite=overwrite)
 
 
-def write_depth_png16(
-    path: str | os.PathLike, depth: Any, scale: float, *, overwrite: bool = False
-) -> Path:
+def write_depth_png16(path: str | os.PathLike, depth: Any, scale: float, *, overwrite: bool = False) -> Path:
     """Write depth as a 16-bit PNG storing ``round(depth * scale)``; non-finite/<= 0 -> 0.
 
     Raises:
@@ -571,6 +657,31 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, overwrite: bool = F
     return atomic_write(path, lambda tmp: image.save(tmp, format=fmt), overwrite=overwrite)
 
 
+def write_mask(
+    path: str | os.PathLike, known_mask: Any, *, convention: str = "known", overwrite: bool = False
+) -> Path:
+    """Write a boolean ``[H, W]`` known mask as a black/white 8-bit PNG (or ``.npy`` of bools).
+
+    ``convention="known"``: white (255) = known; ``"fill"`` (original DepthLab): white = to fill.
+    :func:`read_mask` with the same convention reads it back exactly.
+    """
+    if convention not in ("known", "fill"):
+        raise ValueError(f"`convention` must be 'known' or 'fill'; got {convention!r}")
+    mask = resolve_known_mask(known_mask, None)
+    stored = mask if convention == "known" else ~mask
+    if Path(path).suffix.lower() == ".npy":
+
+        def write_npy(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:
+                np.save(handle, stored)
+
+        return atomic_write(path, write_npy, overwrite=overwrite)
+    if Path(path).suffix.lower() != ".png":
+        raise ValueError(f"cannot write a mask to {path}: use .png or .npy (lossless)")
+    image = Image.fromarray(stored.astype(np.uint8) * 255)
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), overwrite=overwrite)
+
+
 def write_color(
     path: str | os.PathLike,
     depth: Any,
@@ -610,9 +721,17 @@ def write_panel(
     vmin: float | None = None,
     vmax: float | None = None,
     cmap: str = "Spectral",
+    colorbar: bool = True,
+    unit: str = "",
+    caption: str = "",
     overwrite: bool = False,
 ) -> Path:
-    """Write a side-by-side panel: RGB | input depth (holes marked) | completed [| |error| vs ``gt``]."""
+    """Write a side-by-side panel: RGB | input depth (holes marked) | completed [| |error| vs ``gt``].
+
+    Sparse known pixels are drawn as small discs so they are visible; ``colorbar`` (default on)
+    appends the shared depth colour bar labelled with ``unit``; ``caption`` is a line under the
+    tiles (see :func:`panel_caption`). See :func:`depthlab.visualize.panel`.
+    """
     from depthlab import visualize
 
     completed = to_depth_array(completed, "completed")
@@ -628,8 +747,47 @@ def write_panel(
         vmin=vmin,
         vmax=vmax,
         cmap=cmap,
+        colorbar=colorbar,
+        unit=unit,
+        caption=caption,
     )
     return write_image(path, picture, overwrite=overwrite)
+
+
+def panel_caption(method: str, known_mask: Any, seconds: float | None = None) -> str:
+    """``"guided | known 0.16 % (500 of 307200 px) | 0.89 s"``: the caption of a result panel."""
+    known = resolve_known_mask(known_mask, None)
+    parts = [method, f"known {100.0 * known.mean():.3g} % ({int(known.sum())} of {known.size} px)"]
+    if seconds is not None:
+        parts.append(f"{seconds:.2f} s")
+    return " | ".join(parts)
+
+
+def describe_known_depth(
+    depth: Any, known_mask: Any = None, *, scale: float | None = None, unit: str = ""
+) -> str:
+    """``"known depth 0.71-9.98 m after /1000 (500 of 307200 px, 0.16 %)"``: what was read.
+
+    Args:
+        depth: ``[H, W]`` depth as read (after the scale).
+        known_mask: known pixels; None -> finite and > 0.
+        scale: the divisor that was applied (shown as ``after /scale``), None = none.
+        unit: unit label, e.g. ``"m"``.
+    """
+    array = to_depth_array(depth)
+    known = resolve_known_mask(known_mask, None) if known_mask is not None else None
+    if known is None:
+        known = np.isfinite(array) & (array > 0)
+    values = array[known]
+    unit_text = f" {unit}" if unit else ""
+    after = f" after /{scale:g}" if scale is not None else ""
+    if values.size == 0:
+        return f"known depth: none{after}"
+    fraction = 100.0 * values.size / array.size
+    low, high = (
+        f"{v:.2f}" if abs(v) < 1000 else f"{v:.0f}" for v in (float(values.min()), float(values.max()))
+    )
+    return f"known depth {low}-{high}{unit_text}{after} ({values.size} of {array.size} px, {fraction:.3g} %)"
 
 
 # kept for callers that want to read a CSV manifest with the same rules as the CLI

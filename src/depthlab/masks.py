@@ -40,6 +40,7 @@ __all__ = [
     "border",
     "sensor_holes",
     "make_mask",
+    "sparsify",
     "parse_protocol",
     "protocol_rng",
     "MaskMixture",
@@ -175,9 +176,7 @@ def _rasterize(shape: _ShapeDraw, canvas: np.ndarray, scale: float) -> None:
             y = y + math.sin(angle) * length * scale
             points.append((x, y))
         pts = np.round(np.asarray(points)).astype(np.int32).reshape(-1, 1, 2)
-        cv2.polylines(
-            canvas, [pts], isClosed=False, color=1, thickness=thickness, lineType=cv2.LINE_8
-        )
+        cv2.polylines(canvas, [pts], isClosed=False, color=1, thickness=thickness, lineType=cv2.LINE_8)
         for px, py in pts[:, 0]:  # round joints
             cv2.circle(canvas, (int(px), int(py)), thickness // 2, color=1, thickness=-1)
     elif shape.kind == "ellipses":
@@ -397,8 +396,7 @@ def border(
         low, high = (float(v) for v in width_fraction)
     if not (0.0 <= low <= high < 0.5):
         raise ValueError(
-            "`width_fraction` must be a number or (lo, hi) with 0 <= lo <= hi < 0.5; "
-            f"got {width_fraction!r}"
+            f"`width_fraction` must be a number or (lo, hi) with 0 <= lo <= hi < 0.5; got {width_fraction!r}"
         )
     if sides == "all":
         chosen = list(_SIDES)
@@ -410,9 +408,7 @@ def border(
         chosen = [sides] if isinstance(sides, str) else list(sides)
         bad = [side for side in chosen if side not in _SIDES]
         if bad or not chosen:
-            raise ValueError(
-                f"`sides` must be 'all', 'random' or a subset of {_SIDES}; got {sides!r}"
-            )
+            raise ValueError(f"`sides` must be 'all', 'random' or a subset of {_SIDES}; got {sides!r}")
     height, width = valid.shape
     known_mask = valid.copy()
     for side in _SIDES:
@@ -468,9 +464,7 @@ def _parse_value(text: str, protocol: str) -> float | tuple[float, float]:
 def parse_protocol(protocol: str) -> tuple[str, list[float | tuple[float, float]]]:
     """Split ``"kind:p1:p2"`` into ``(kind, [p1, p2])``; a parameter is a number or ``(lo, hi)``."""
     if not isinstance(protocol, str) or not protocol.strip():
-        raise ValueError(
-            f"`protocol` must be a non-empty string such as 'ratio:5'; got {protocol!r}"
-        )
+        raise ValueError(f"`protocol` must be a non-empty string such as 'ratio:5'; got {protocol!r}")
     kind, *params = protocol.strip().lower().split(":")
     if kind not in _PROTOCOL_KINDS:
         raise ValueError(
@@ -487,9 +481,7 @@ def parse_protocol(protocol: str) -> tuple[str, list[float | tuple[float, float]
         "sensor": (0, 0),
     }[kind]
     if not (expected[0] <= len(params) <= expected[1]):
-        raise ValueError(
-            f"mask protocol {protocol!r} takes {expected[0]}..{expected[1]} parameters"
-        )
+        raise ValueError(f"mask protocol {protocol!r} takes {expected[0]}..{expected[1]} parameters")
     return kind, [_parse_value(p, protocol) for p in params]
 
 
@@ -532,9 +524,7 @@ def make_mask(protocol: str, valid: Any, seed: int | np.random.Generator) -> np.
     elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         rng = np.random.default_rng(int(seed))
     else:
-        raise TypeError(
-            f"`seed` must be an int or a numpy.random.Generator; got {type(seed).__name__}"
-        )
+        raise TypeError(f"`seed` must be an int or a numpy.random.Generator; got {type(seed).__name__}")
     if kind == "ratio":
         percent = _resolve(params[0], rng, integer=False)
         return random_ratio(valid, percent / 100.0, rng)
@@ -577,9 +567,7 @@ class MaskMixture:
         names = list(components)
         weights = np.asarray([float(components[name]) for name in names], dtype=np.float64)
         if np.any(weights < 0) or not np.isfinite(weights).all() or weights.sum() <= 0:
-            raise ValueError(
-                f"mask mixture weights must be >= 0 with a positive sum; got {dict(components)}"
-            )
+            raise ValueError(f"mask mixture weights must be >= 0 with a positive sum; got {dict(components)}")
         for name in names:
             parse_protocol(name)
         self.protocols = names
@@ -608,7 +596,36 @@ class MaskMixture:
         return (known_mask, protocol) if return_protocol else known_mask
 
     def __repr__(self) -> str:
-        parts = ", ".join(
-            f"{p!r}: {w:.3f}" for p, w in zip(self.protocols, self.weights, strict=True)
-        )
+        parts = ", ".join(f"{p!r}: {w:.3f}" for p, w in zip(self.protocols, self.weights, strict=True))
         return f"MaskMixture({{{parts}}}, min_known={self.min_known})"
+
+
+def sparsify(depth: Any, protocol: str, seed: int | np.random.Generator = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Make sparse input from a dense depth map, as depth-completion tutorials do first.
+
+    The kept pixels are ``make_mask(protocol, valid, seed)`` with ``valid`` = the pixels of
+    ``depth`` that are finite and > 0 (CLI: ``depthlab complete ... --keep points:500 --seed 0``).
+
+    Args:
+        depth: ``[H, W]`` dense (or semi-dense) depth, any units.
+        protocol: ``"points:500"``, ``"ratio:5"``, ``"holes:0.3"``, ``"lidar:64"``, ... (see the
+            module docstring).
+        seed: int or ``np.random.Generator``; the same seed keeps the same pixels.
+
+    Returns:
+        ``(sparse_depth, known_mask)``: float32 ``[H, W]`` with 0 outside the kept pixels, and
+        the bool ``[H, W]`` kept pixels.
+
+    Raises:
+        ValueError: bad protocol, or ``depth`` has no valid pixel to keep.
+    """
+    array = np.asarray(depth, dtype=np.float32)
+    if array.ndim != 2:
+        raise ValueError(f"`depth` must be a [H, W] map; got shape {array.shape}")
+    valid = np.isfinite(array) & (array > 0)
+    if not valid.any():
+        raise ValueError(f"cannot keep {protocol!r} of a depth map without valid (> 0) pixels")
+    known = make_mask(protocol, valid, seed)
+    if not known.any():
+        raise ValueError(f"mask protocol {protocol!r} kept no pixel of the {int(valid.sum())} valid ones")
+    return np.where(known, array, 0.0).astype(np.float32), known

@@ -11,12 +11,25 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["depth_range", "colorize", "add_colorbar", "error_map", "panel", "HOLE_COLOR"]
+__all__ = [
+    "depth_range",
+    "colorize",
+    "add_colorbar",
+    "add_caption",
+    "dilate_points",
+    "error_map",
+    "panel",
+    "HOLE_COLOR",
+    "SPARSE_FRACTION",
+]
 
 HOLE_COLOR = (255, 0, 255)
 """RGB colour that marks unknown (hole) pixels in panels: magenta."""
 
 _BACKGROUND = (255, 255, 255)
+
+SPARSE_FRACTION = 0.05
+"""Known masks covering less than this fraction of the image are drawn with dilated points."""
 
 
 def _cmap(name: str) -> Any:
@@ -26,8 +39,7 @@ def _cmap(name: str) -> Any:
         return matplotlib.colormaps[name]
     except KeyError:
         raise ValueError(
-            f"`cmap` must be a matplotlib colormap name (e.g. 'Spectral', 'turbo', 'viridis'); "
-            f"got {name!r}"
+            f"`cmap` must be a matplotlib colormap name (e.g. 'Spectral', 'turbo', 'viridis'); got {name!r}"
         ) from None
 
 
@@ -107,9 +119,7 @@ def colorize(
 
 
 def _put_text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:
-    cv2.putText(
-        canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA
-    )
+    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
 
 
 def add_colorbar(
@@ -152,6 +162,38 @@ def add_colorbar(
     if label:
         _put_text(strip, label, (3, h - 2), text_scale)
     return np.concatenate([np.asarray(rgb, np.uint8), strip], axis=1)
+
+
+def add_caption(rgb: np.ndarray, text: str) -> np.ndarray:
+    """Append a white band with one line of ``text`` under ``rgb`` (``uint8 [H, W, 3]``)."""
+    rgb = np.asarray(rgb, np.uint8)
+    h, w = rgb.shape[:2]
+    scale = max(0.35, min(h, 2 * w) / 1000.0)
+    band_h = int(28 * scale / 0.5)
+    band = np.full((band_h, w, 3), _BACKGROUND, np.uint8)
+    _put_text(band, text, (4, band_h - int(8 * scale / 0.5)), scale)
+    return np.concatenate([rgb, band], axis=0)
+
+
+def dilate_points(
+    colored: np.ndarray, known_mask: np.ndarray, radius: int, background: tuple[int, int, int]
+) -> np.ndarray:
+    """Draw every known pixel of ``colored`` as a disc of ``radius`` pixels (display only).
+
+    Each pixel within ``radius`` of a known pixel takes the colour of the nearest known pixel;
+    the others get ``background``. ``colored``: ``uint8 [H, W, 3]``; ``known_mask``: ``[H, W]``.
+    """
+    from scipy import ndimage
+
+    known_mask = np.asarray(known_mask, bool)
+    out = np.empty_like(colored)
+    out[:] = background
+    if not known_mask.any():
+        return out
+    distance, (rows, cols) = ndimage.distance_transform_edt(~known_mask, return_indices=True)
+    near = distance <= radius
+    out[near] = colored[rows[near], cols[near]]
+    return out
 
 
 def error_map(
@@ -199,11 +241,16 @@ def panel(
     cmap: str = "Spectral",
     titles: bool = True,
     gap: int = 4,
+    colorbar: bool = False,
+    unit: str = "",
+    caption: str = "",
+    point_radius: int | None = None,
 ) -> np.ndarray:
     """Side-by-side picture: RGB | input depth (holes in magenta) | completed depth [| error].
 
     Both depth maps share one colour range (``vmin``/``vmax``; None -> percentiles of the known
-    and completed depth).
+    and completed depth). Sparse input (known pixels < :data:`SPARSE_FRACTION` of the image)
+    is drawn with each known pixel dilated to a disc, so single points stay visible.
 
     Args:
         rgb: ``uint8 [H, W, 3]`` image.
@@ -217,9 +264,14 @@ def panel(
         cmap: matplotlib colormap of the depth tiles.
         titles: write a title above each tile.
         gap: white pixels between tiles.
+        colorbar: append a colour bar of the depth tiles' range on the right.
+        unit: unit label under the colour bar (e.g. ``"m"``).
+        caption: one line written under the tiles (e.g. method, known %, time).
+        point_radius: radius in pixels of the discs that show sparse known pixels; None -> auto
+            (``max(1, min(H, W) // 120)`` when the input is sparse, else 0 = no dilation).
 
     Returns:
-        ``uint8 [H (+ title band), W', 3]``.
+        ``uint8 [H (+ title band) (+ caption band), W', 3]``.
     """
     rgb = np.asarray(rgb, np.uint8)
     known_mask = np.asarray(known_mask, bool)
@@ -233,13 +285,19 @@ def panel(
         lo, hi = depth_range(input_depth, completed, masks=[known_mask, None])
         vmin = lo if vmin is None else vmin
         vmax = hi if vmax is None else vmax
+    if point_radius is None:
+        sparse = known_mask.mean() < SPARSE_FRACTION
+        point_radius = max(1, min(h, w) // 120) if sparse else 0
+    input_tile = colorize(
+        input_depth, vmin=vmin, vmax=vmax, cmap=cmap, invalid_mask=~known_mask, invalid_color=HOLE_COLOR
+    )
+    input_title = "input (holes magenta)"
+    if point_radius > 0:
+        input_tile = dilate_points(input_tile, known_mask, int(point_radius), HOLE_COLOR)
+        input_title = f"input ({int(known_mask.sum())} points, drawn r={int(point_radius)})"
     tiles = [
         ("image", rgb),
-        (
-            "input (holes magenta)",
-            colorize(input_depth, vmin=vmin, vmax=vmax, cmap=cmap, invalid_mask=~known_mask,
-                     invalid_color=HOLE_COLOR),
-        ),
+        (input_title, input_tile),
         ("completed", colorize(completed, vmin=vmin, vmax=vmax, cmap=cmap)),
     ]
     if error is not None:
@@ -254,11 +312,15 @@ def panel(
             row.append(spacer)
         row.append(tile)
     body = np.concatenate(row, axis=1)
-    if not titles:
-        return body
-    scale = max(0.35, h / 1000.0)
-    band_h = int(28 * scale / 0.5)
-    band = np.full((band_h, body.shape[1], 3), _BACKGROUND, np.uint8)
-    for i, (title, _) in enumerate(tiles):
-        _put_text(band, title, (i * (w + gap) + 4, band_h - int(8 * scale / 0.5)), scale)
-    return np.concatenate([band, body], axis=0)
+    if colorbar:
+        body = add_colorbar(body, vmin, vmax, cmap=cmap, label=unit)
+    if titles:
+        scale = max(0.35, h / 1000.0)
+        band_h = int(28 * scale / 0.5)
+        band = np.full((band_h, body.shape[1], 3), _BACKGROUND, np.uint8)
+        for i, (title, _) in enumerate(tiles):
+            _put_text(band, title, (i * (w + gap) + 4, band_h - int(8 * scale / 0.5)), scale)
+        body = np.concatenate([band, body], axis=0)
+    if caption:
+        body = add_caption(body, caption)
+    return body

@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from depthlab.data import DepthDataset, get_dataset, list_datasets, register_dataset
-from depthlab.data.kitti import kb_crop_box, kitti_eval_region, project_velodyne, read_kitti_calib
+from depthlab.data.kitti import kb_crop_box, kitti_eval_region
+from depthlab.geometry import parse_kitti_calib, scan_to_depth
 
 
 def write_png(path, array):
@@ -158,7 +159,7 @@ def test_project_velodyne_geometry():
         # velodyne x forward, y left, z up -> camera x right, y down, z forward
         "Tr_velo_to_cam: 0 -1 0 0 0 0 -1 0 1 0 0 0\n"
     )
-    calib = read_kitti_calib(calib_text)
+    calib = parse_kitti_calib(calib_text)
     points = np.array(
         [
             [10.0, 0.0, 0.0, 0],
@@ -170,13 +171,13 @@ def test_project_velodyne_geometry():
         ],
         dtype=np.float32,
     )
-    depth = project_velodyne(points, calib, 80, 100)
+    depth = scan_to_depth(points, calib, 100, 80)
     # point 1: cam (1, -0.5, 5) -> u = 50 + 100 * 0.2 = 70, v = 40 - 10 = 30
     assert depth[30, 70] == pytest.approx(5.0)
     assert depth[40, 50] == pytest.approx(4.0)  # nearest of the points on the optical axis wins
     assert (depth > 0).sum() == 2  # behind-camera and out-of-image points dropped
     with pytest.raises(ValueError, match="P2"):
-        read_kitti_calib("R0_rect: 1 0 0 0 1 0 0 0 1\n")
+        parse_kitti_calib("R0_rect: 1 0 0 0 1 0 0 0 1\n")
 
 
 def test_kitti_object_layout(tmp_path, rng):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from depthlab.evaluation import alignment
+from depthlab import alignment
 
 
 @pytest.fixture

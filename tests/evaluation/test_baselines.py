@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from depthlab.evaluation.baselines import AlignBaseline, detect_backend
+from depthlab.monocular import AlignBaseline, detect_backend
 
 
 @pytest.fixture
@@ -80,6 +80,19 @@ def test_align_baseline_tiny_transformers_model_end_to_end(tiny_depth_anything, 
     prediction = baseline.predictor(rgb)
     residual = scale * prediction[known] + shift - 1.0 / depth[known]
     assert abs(residual.mean()) < 1e-4
+
+
+def test_align_method_through_complete_matches_the_baseline(tiny_depth_anything, scene):
+    from depthlab.completion import complete
+
+    rgb, depth, known = scene
+    sparse = np.where(known, depth, 0)
+    out = complete(rgb, sparse, known, method=f"align:{tiny_depth_anything}", align_method="scale")
+    assert out.method == f"align:{tiny_depth_anything}"
+    assert out.info["method_reason"] == f"method 'align:{tiny_depth_anything}' was requested"
+    direct = AlignBaseline.from_pretrained(str(tiny_depth_anything), align_method="scale")(rgb, sparse, known)
+    np.testing.assert_array_equal(out.depth, direct.depth)
+    assert out.info["scale"] == direct.info["scale"] and out.info["shift"] == 0
 
 
 def test_runner_with_align_method(tiny_depth_anything, tmp_path):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from depthlab.config import load_config
 from depthlab.evaluation import runner
 
 
@@ -139,7 +140,7 @@ def test_sensor_protocol_uses_dataset_known_depth(tmp_path):
 def test_config_layering_and_errors(tmp_path):
     (tmp_path / "base.yaml").write_text("protocols: [ratio:5]\nmethods: [nearest]\ntable_metrics: [rmse]\n")
     (tmp_path / "child.yaml").write_text("base_config: base.yaml\nmethods: [linear, nearest]\nseed: 3\n")
-    data = runner.load_config(tmp_path / "child.yaml")
+    data = load_config(tmp_path / "child.yaml", kind="eval")
     assert data == {
         "protocols": ["ratio:5"],
         "methods": ["linear", "nearest"],

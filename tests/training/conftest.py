@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from depthlab.training.config import deep_merge
+from depthlab.config import deep_merge
 
 TINY_RUN: dict[str, Any] = {
     "run": {

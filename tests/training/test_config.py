@@ -3,9 +3,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from depthlab.training.config import apply_overrides, deep_merge, get_path, load_config, save_config
-
-REPO = Path(__file__).resolve().parents[2]
+from depthlab.config import (
+    apply_overrides,
+    deep_merge,
+    get_path,
+    load_config,
+    packaged_configs,
+    resolve_config,
+    save_config,
+)
 
 
 def write(path: Path, data: dict) -> Path:
@@ -63,15 +69,15 @@ def test_save_roundtrip(tmp_path):
 
 @pytest.mark.parametrize("name", ["base", "smoke_tiny", "finetune_lidar", "finetune_outpaint"])
 def test_shipped_configs_load(name):
-    config = load_config(REPO / "configs" / "train" / f"{name}.yaml")
+    config = load_config(name, kind="train")
     assert config["run"]["output_dir"]
     assert config["masks"]["components"]
     assert config["data"]["datasets"]
 
 
 def test_smoke_config_layers_on_base():
-    base = load_config(REPO / "configs" / "train" / "base.yaml")
-    smoke = load_config(REPO / "configs" / "train" / "smoke_tiny.yaml")
+    base = load_config("base", kind="train")
+    smoke = load_config("smoke_tiny", kind="train")
     assert smoke["model"]["init"] == "tiny" and base["model"]["init"] == "marigold"
     assert smoke["objective"] == base["objective"]  # inherited
     assert smoke["validation"]["dataset"] == {
@@ -81,3 +87,37 @@ def test_smoke_config_layers_on_base():
         "width": 64,
         "seed": 1000,
     }
+
+
+def test_packaged_names_resolve_and_unknown_names_list_them(tmp_path):
+    names = packaged_configs()
+    assert {"base", "smoke_tiny"} <= set(names["train"])
+    assert {"base", "table2_nyu_500pts", "table3_ratios"} <= set(names["eval"])
+    path = resolve_config("table2_nyu_500pts")  # unique across kinds
+    assert path.name == "table2_nyu_500pts.yaml" and path.parent.name == "eval"
+    assert path.parent.parent.parent.name == "depthlab"  # inside the package, not the clone's root
+    assert resolve_config("base", "train").parent.name == "train"
+    with pytest.raises(FileNotFoundError, match="both training and evaluation"):
+        resolve_config("base")
+    with pytest.raises(FileNotFoundError, match="table2_nyu_500pts") as error:
+        load_config("table2_nyu", kind="eval")
+    assert "\n" not in str(error.value) and "'table2_nyu'" in str(error.value)
+    with pytest.raises(FileNotFoundError, match="neither a file"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ValueError, match="kind"):
+        load_config("base", kind="test")
+
+
+def test_a_path_still_works_and_base_config_may_name_a_packaged_config(tmp_path):
+    write(tmp_path / "mine.yaml", {"base_config": "table2_nyu_500pts", "limit": 3})
+    mine = load_config(tmp_path / "mine.yaml", ["seed=4"], kind="eval")
+    packaged = load_config("table2_nyu_500pts", kind="eval")
+    assert mine == {**packaged, "limit": 3, "seed": 4}
+    assert load_config(None, ["a.b=1"]) == {"a": {"b": 1}}
+
+
+def test_eval_configs_layer_on_their_base():
+    base = load_config("base", kind="eval")
+    table = load_config("table2_nyu_500pts", kind="eval")
+    assert set(base) <= set(table)
+    assert table["protocols"] == ["points:500"]

@@ -12,8 +12,6 @@ from safetensors.torch import load_file
 
 from depthlab.training.trainer import Trainer, ValidationSettings, find_checkpoint, run_validation
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def checkpoint_weights(output_dir: Path, step: int) -> dict[str, torch.Tensor]:
     return load_file(str(output_dir / "checkpoints" / f"step_{step:07d}" / "model.safetensors"))
@@ -107,7 +105,7 @@ def test_cli_dry_run_and_errors(tmp_path):
     from depthlab.cli import main
 
     assert (
-        main(["train", "--config", str(REPO / "configs/train/smoke_tiny.yaml"), "--dry-run", "optim.lr=0.5"])
+        main(["train", "--config", "smoke_tiny", "--dry-run", "optim.lr=0.5"])
         == 0
     )
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2

@@ -4,7 +4,12 @@ Examples::
 
     depthlab eval --dataset nyuv2 --root data/nyu2_test --protocol points:500 \\
         --method guided --method linear --out runs/nyu
-    depthlab eval --config configs/eval/table3_ratios.yaml --root data/nyu2_test --limit 20
+    depthlab eval --config table3_ratios --root data/nyu2_test --limit 20
+    depthlab eval --config my_table.yaml --root data/nyu2_test limit=20 method_options.guided.space=depth
+
+``--config`` takes a YAML path or the name of a packaged config (src/depthlab/configs/eval/);
+``KEY=VALUE`` overrides (dotted keys, YAML values) apply to it as for ``depthlab train``, then the
+flags.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 
 def register(subparsers: Any) -> None:
+    from depthlab.completion import method_names
+
     parser = subparsers.add_parser(
         "eval",
         help="evaluate methods on a dataset with seeded mask protocols",
@@ -37,7 +44,19 @@ def register(subparsers: Any) -> None:
             "A YAML --config describes a whole table; flags given here override it."
         ),
     )
-    parser.add_argument("--config", help="YAML config (configs/eval/*.yaml); `base_config:` is resolved")
+    from depthlab.config import packaged_configs
+
+    parser.add_argument(
+        "--config",
+        help="YAML path or packaged name (" + ", ".join(packaged_configs("eval")["eval"]) + "); "
+        "`base_config:` is resolved",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. limit=20 method_options.guided.space=depth (values parsed as YAML)",
+    )
     parser.add_argument(
         "--dataset",
         help="dataset name (nyuv2, kitti, kitti_dc, kitti_object, eth3d, scannet, diode, folder, ...)",
@@ -63,7 +82,7 @@ def register(subparsers: Any) -> None:
         "--method",
         action="append",
         metavar="M",
-        help="method, repeatable: guided, linear, nearest, lidar, depthlab, auto, align:<hub id or folder>",
+        help="method, repeatable: " + ", ".join(method_names()),
     )
     parser.add_argument(
         "--method-opt",
@@ -91,10 +110,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from depthlab.evaluation.runner import load_config, merge_config, run_evaluation
+    from depthlab.config import load_config
+    from depthlab.evaluation.runner import merge_config, run_evaluation
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    file_config = load_config(args.config) if args.config else {}
+    file_config = load_config(args.config, args.overrides, kind="eval")
     dataset_options = dict(args.dataset_opt)
     if args.split_file:
         dataset_options["split_file"] = args.split_file

@@ -13,8 +13,19 @@ from depthlab.cli import UserError
 from depthlab.models.hub import ENV_VAR, HUB_IDS
 
 _PACKAGES = (
-    "numpy", "scipy", "cv2", "PIL", "matplotlib", "tifffile", "huggingface_hub", "OpenEXR",
-    "torch", "diffusers", "transformers", "accelerate", "safetensors",
+    "numpy",
+    "scipy",
+    "cv2",
+    "PIL",
+    "matplotlib",
+    "tifffile",
+    "huggingface_hub",
+    "OpenEXR",
+    "torch",
+    "diffusers",
+    "transformers",
+    "accelerate",
+    "safetensors",
 )
 
 
@@ -53,8 +64,10 @@ def _device_lines() -> list[str]:
     try:
         import torch
     except ImportError:
-        return ["device: cpu (torch not installed: classical methods only; "
-                "`pip install 'depthlab[diffusion]'` for DepthLab)"]
+        return [
+            "device: cpu (torch not installed: classical methods only; "
+            "`pip install 'depthlab[diffusion]'` for DepthLab)"
+        ]
     lines = []
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
@@ -89,8 +102,10 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"  1. --checkpoints {args.checkpoints}")
     env = os.environ.get(ENV_VAR)
     print(f"  {'2' if args.checkpoints else '1'}. ${ENV_VAR} = {env or '(not set)'}")
-    print(f"  {'3' if args.checkpoints else '2'}. huggingface_hub cache {_hub_cache()} for "
-          + ", ".join(HUB_IDS.values()))
+    print(
+        f"  {'3' if args.checkpoints else '2'}. huggingface_hub cache {_hub_cache()} for "
+        + ", ".join(HUB_IDS.values())
+    )
     try:
         from depthlab.models.loading import find_checkpoints
     except ImportError as error:

@@ -2,10 +2,12 @@
 
 Examples::
 
-    depthlab train --config configs/train/smoke_tiny.yaml
-    depthlab train --config configs/train/base.yaml run.output_dir=runs/x optim.lr=1e-5
-    depthlab train --config configs/train/base.yaml run.resume=latest
-    accelerate launch --multi_gpu --num_processes 8 -m depthlab.training --config configs/train/base.yaml
+    depthlab train --config smoke_tiny
+    depthlab train --config base run.output_dir=runs/x optim.lr=1e-5
+    depthlab train --config my_run.yaml run.resume=latest
+    accelerate launch --multi_gpu --num_processes 8 -m depthlab.training --config base
+
+``--config`` takes a YAML path or the name of a packaged config (src/depthlab/configs/train/).
 """
 
 from __future__ import annotations
@@ -18,8 +20,18 @@ from collections.abc import Sequence
 __all__ = ["register", "main", "build_parser"]
 
 
+def _packaged(kind: str) -> list[str]:
+    from depthlab.config import packaged_configs
+
+    return packaged_configs(kind)[kind]
+
+
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="training config (YAML; `base_config:` layering)")
+    parser.add_argument(
+        "--config",
+        required=True,
+        help="training config: a YAML path or a packaged name (" + ", ".join(_packaged("train")) + ")",
+    )
     parser.add_argument(
         "overrides",
         nargs="*",
@@ -44,9 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from depthlab.training.config import load_config
+    from depthlab.config import load_config
 
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, args.overrides, kind="train")
     if args.dry_run:
         print(yaml.safe_dump(config, sort_keys=False), end="")
         return 0

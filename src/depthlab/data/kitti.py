@@ -19,8 +19,9 @@
 * ``kitti_object`` -- KITTI object ``training/`` layout: ``image_2/NNNNNN.png``,
   ``velodyne/NNNNNN.bin`` (float32 x, y, z, reflectance), ``calib/NNNNNN.txt`` (``P2``,
   ``R0_rect``, ``Tr_velo_to_cam``). The raw scan is projected with
-  ``P2 @ R0_rect @ Tr_velo_to_cam`` into a sparse depth map that serves as GT (nearest return per
-  pixel, depth = third projected coordinate, valid 1e-3 < d < 80 m). Use a LiDAR-holdout protocol,
+  ``P2 @ R0_rect @ Tr_velo_to_cam`` (:func:`depthlab.geometry.scan_to_depth`) into a sparse depth
+  map that serves as GT (nearest return per pixel, depth = third projected coordinate, valid
+  1e-3 < d < 80 m). Use a LiDAR-holdout protocol,
   e.g. ``ratio:90``: 90 % of the projected points are given, the 10 % held out are scored.
 """
 
@@ -33,13 +34,12 @@ import numpy as np
 
 from depthlab.data.base import DepthDataset, SampleRef
 from depthlab.data.registry import register_dataset
+from depthlab.geometry.lidar import KittiCalibration, parse_kitti_calib, parse_velodyne, scan_to_depth
 
 __all__ = [
     "KITTIEigenDataset",
     "KITTIDepthCompletionDataset",
     "KITTIObjectDataset",
-    "read_kitti_calib",
-    "project_velodyne",
     "kb_crop_box",
     "kitti_eval_region",
 ]
@@ -165,61 +165,6 @@ class KITTIDepthCompletionDataset(DepthDataset):
         return values.reshape(3, 3)
 
 
-def read_kitti_calib(text: str) -> dict[str, np.ndarray]:
-    """Parse a KITTI object calib file into ``{name: matrix}``.
-
-    ``P2`` ``[3, 4]``, ``R0_rect`` ``[3, 3]``, ``Tr_velo_to_cam`` ``[3, 4]`` (required) and any other
-    matrices it holds.
-    """
-    calib: dict[str, np.ndarray] = {}
-    for line in text.splitlines():
-        if ":" not in line:
-            continue
-        key, values = line.split(":", 1)
-        numbers = np.array(values.split(), dtype=np.float64)
-        if numbers.size == 12:
-            calib[key.strip()] = numbers.reshape(3, 4)
-        elif numbers.size == 9:
-            calib[key.strip()] = numbers.reshape(3, 3)
-    for key in ("P2", "R0_rect", "Tr_velo_to_cam"):
-        if key not in calib:
-            raise ValueError(f"KITTI calib is missing {key!r}")
-    return calib
-
-
-def project_velodyne(
-    points: np.ndarray,
-    calib: dict[str, np.ndarray],
-    height: int,
-    width: int,
-    min_depth: float = 1e-3,
-) -> np.ndarray:
-    """Project LiDAR points ``[N, >=3]`` (velodyne frame) into a sparse depth map ``[H, W]``.
-
-    ``x_img = P2 @ [R0_rect @ Tr_velo_to_cam @ [x; 1]; 1]``; pixel ``(round(u), round(v))`` with
-    ``u = x_img[0] / x_img[2]``, ``v = x_img[1] / x_img[2]``, depth ``x_img[2]``. Points with depth
-    <= ``min_depth`` or outside the image are dropped; when several land on one pixel the
-    nearest is kept. Empty pixels are 0.
-    """
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] < 3:
-        raise ValueError(f"`points` must be [N, 3+]; got shape {points.shape}")
-    homogeneous = np.concatenate([points[:, :3], np.ones((points.shape[0], 1))], axis=1)  # [N, 4]
-    rect = calib["R0_rect"] @ (calib["Tr_velo_to_cam"] @ homogeneous.T)  # [3, N]
-    image = calib["P2"] @ np.concatenate([rect, np.ones((1, rect.shape[1]))], axis=0)  # [3, N]
-    depth = image[2]
-    in_front = depth > min_depth
-    u = np.round(image[0, in_front] / depth[in_front]).astype(np.int64)
-    v = np.round(image[1, in_front] / depth[in_front]).astype(np.int64)
-    depth = depth[in_front]
-    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    u, v, depth = u[inside], v[inside], depth[inside]
-    order = np.argsort(-depth, kind="stable")  # far first, so the nearest is written last
-    depth_map = np.zeros((height, width), dtype=np.float32)
-    depth_map[v[order], u[order]] = depth[order]
-    return depth_map
-
-
 @register_dataset("kitti_object")
 class KITTIObjectDataset(DepthDataset):
     min_depth = 1e-3
@@ -248,14 +193,13 @@ class KITTIObjectDataset(DepthDataset):
                 refs.append(self.sample_ref(frame, paths))
         return refs
 
-    def _calib(self, ref: SampleRef) -> dict[str, np.ndarray]:
-        return read_kitti_calib(self.read_bytes(ref.paths["calib"]).decode())
+    def _calib(self, ref: SampleRef) -> KittiCalibration:
+        return parse_kitti_calib(self.read_bytes(ref.paths["calib"]).decode(), source=str(ref.paths["calib"]))
 
     def load_depth(self, ref: SampleRef) -> np.ndarray:
-        with_size = self.read_image(ref.paths["rgb"])
-        height, width = with_size.shape[:2]
-        scan = np.frombuffer(self.read_bytes(ref.paths["velodyne"]), dtype=np.float32).reshape(-1, 4)
-        return project_velodyne(scan, self._calib(ref), height, width, min_depth=self.min_depth)
+        height, width = self.read_image(ref.paths["rgb"]).shape[:2]
+        scan = parse_velodyne(self.read_bytes(ref.paths["velodyne"]), source=str(ref.paths["velodyne"]))
+        return scan_to_depth(scan, self._calib(ref), width, height, min_depth=self.min_depth)
 
     def load_intrinsics(self, ref: SampleRef) -> np.ndarray | None:
-        return self._calib(ref)["P2"][:, :3].copy()
+        return self._calib(ref).P2[:, :3].copy()

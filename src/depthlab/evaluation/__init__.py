@@ -1,11 +1,11 @@
 """Evaluation harness: metrics, alignment, baselines and the benchmark runner.
 
-``depthlab.evaluation.metrics`` and ``depthlab.evaluation.alignment`` are pure numpy; the runner
-(``depthlab.evaluation.runner``) and the learned baselines (``depthlab.evaluation.baselines``) are
+``depthlab.evaluation.metrics`` and ``depthlab.alignment`` are pure numpy; the runner
+(``depthlab.evaluation.runner``) and the learned baselines (``depthlab.monocular``) are
 imported on demand.
 """
 
-from depthlab.evaluation.alignment import align_depth, fit_scale, fit_scale_shift
+from depthlab.alignment import align_depth, fit_scale, fit_scale_shift
 from depthlab.evaluation.metrics import METRIC_NAMES, compute_metrics, region_mask
 
 __all__ = [

@@ -28,6 +28,7 @@ Averaging over images (per image, then the mean) is done by the caller.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,7 @@ METRIC_NAMES = (
 __all__ = [
     "METRIC_NAMES",
     "METRICS",
+    "KERNELS",
     "HIGHER_IS_BETTER",
     "REGIONS",
     *METRIC_NAMES,
@@ -101,93 +103,111 @@ def scored_pixels(pred: Any, gt: Any, valid_mask: Any = None) -> tuple[np.ndarra
     return pred_values, gt_array[selected]
 
 
-def _positive(pred_values: np.ndarray, min_pred: float) -> np.ndarray:
-    return np.maximum(pred_values, min_pred)
+class _Scored:
+    """The scored values of one image, with the shared intermediates computed once.
+
+    ``d``/``g``: 1-D float64 prediction and ground truth at the scored pixels; ``dp``: ``d``
+    clamped to at least ``min_pred`` (log, inverse and ratio metrics); ``error``: ``d - g``.
+    """
+
+    def __init__(self, d: np.ndarray, g: np.ndarray, min_pred: float) -> None:
+        self.d, self.g, self.min_pred = d, g, min_pred
+
+    @cached_property
+    def dp(self) -> np.ndarray:
+        return np.maximum(self.d, self.min_pred)
+
+    @cached_property
+    def error(self) -> np.ndarray:
+        return self.d - self.g
+
+
+def _delta_kernel(power: int) -> Callable[[_Scored], float]:
+    def kernel(v: _Scored) -> float:
+        return np.mean(np.maximum(v.dp / v.g, v.g / v.dp) < 1.25**power)
+
+    return kernel
+
+
+# The one implementation of every metric: ``kernel(scored values) -> value``.
+KERNELS: dict[str, Callable[[_Scored], float]] = {
+    "abs_rel": lambda v: np.mean(np.abs(v.error) / v.g),
+    "sq_rel": lambda v: np.mean(v.error**2 / v.g),
+    "rmse": lambda v: np.sqrt(np.mean(v.error**2)),
+    "rmse_log": lambda v: np.sqrt(np.mean((np.log(v.dp) - np.log(v.g)) ** 2)),
+    "log10": lambda v: np.mean(np.abs(np.log10(v.dp) - np.log10(v.g))),
+    "mae": lambda v: np.mean(np.abs(v.error)),
+    "i_rmse": lambda v: np.sqrt(np.mean((1.0 / v.dp - 1.0 / v.g) ** 2)),
+    "i_mae": lambda v: np.mean(np.abs(1.0 / v.dp - 1.0 / v.g)),
+    "delta1": _delta_kernel(1),
+    "delta2": _delta_kernel(2),
+    "delta3": _delta_kernel(3),
+}
+assert tuple(KERNELS) == METRIC_NAMES
+
+
+def _metric(name: str, pred: Any, gt: Any, valid_mask: Any, min_pred: float = DEFAULT_MIN_PRED) -> float:
+    d, g = scored_pixels(pred, gt, valid_mask)
+    return float(KERNELS[name](_Scored(d, g, min_pred)))
 
 
 def abs_rel(pred: Any, gt: Any, valid_mask: Any = None) -> float:
     """Mean absolute relative error ``mean(|d - g| / g)``."""
-    d, g = scored_pixels(pred, gt, valid_mask)
-    return float(np.mean(np.abs(d - g) / g))
+    return _metric("abs_rel", pred, gt, valid_mask)
 
 
 def sq_rel(pred: Any, gt: Any, valid_mask: Any = None) -> float:
     """Mean squared relative error ``mean((d - g)^2 / g)`` (depth unit)."""
-    d, g = scored_pixels(pred, gt, valid_mask)
-    return float(np.mean((d - g) ** 2 / g))
+    return _metric("sq_rel", pred, gt, valid_mask)
 
 
 def rmse(pred: Any, gt: Any, valid_mask: Any = None) -> float:
     """Root mean squared error (depth unit)."""
-    d, g = scored_pixels(pred, gt, valid_mask)
-    return float(np.sqrt(np.mean((d - g) ** 2)))
+    return _metric("rmse", pred, gt, valid_mask)
 
 
 def rmse_log(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
     """RMSE of natural logs ``sqrt(mean((ln d - ln g)^2))``."""
-    d, g = scored_pixels(pred, gt, valid_mask)
-    return float(np.sqrt(np.mean((np.log(_positive(d, min_pred)) - np.log(g)) ** 2)))
+    return _metric("rmse_log", pred, gt, valid_mask, min_pred)
 
 
 def log10(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
     """Mean absolute log10 error ``mean(|log10 d - log10 g|)``."""
-    d, g = scored_pixels(pred, gt, valid_mask)
-    return float(np.mean(np.abs(np.log10(_positive(d, min_pred)) - np.log10(g))))
+    return _metric("log10", pred, gt, valid_mask, min_pred)
 
 
 def mae(pred: Any, gt: Any, valid_mask: Any = None) -> float:
     """Mean absolute error (depth unit)."""
-    d, g = scored_pixels(pred, gt, valid_mask)
-    return float(np.mean(np.abs(d - g)))
+    return _metric("mae", pred, gt, valid_mask)
 
 
 def i_rmse(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
     """RMSE of inverse depth ``sqrt(mean((1/d - 1/g)^2))`` (1/unit; KITTI reports 1/km)."""
-    d, g = scored_pixels(pred, gt, valid_mask)
-    return float(np.sqrt(np.mean((1.0 / _positive(d, min_pred) - 1.0 / g) ** 2)))
+    return _metric("i_rmse", pred, gt, valid_mask, min_pred)
 
 
 def i_mae(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
     """MAE of inverse depth ``mean(|1/d - 1/g|)`` (1/unit)."""
-    d, g = scored_pixels(pred, gt, valid_mask)
-    return float(np.mean(np.abs(1.0 / _positive(d, min_pred) - 1.0 / g)))
-
-
-def _delta(pred: Any, gt: Any, valid_mask: Any, power: int, min_pred: float) -> float:
-    d, g = scored_pixels(pred, gt, valid_mask)
-    d = _positive(d, min_pred)
-    ratio = np.maximum(d / g, g / d)
-    return float(np.mean(ratio < 1.25**power))
+    return _metric("i_mae", pred, gt, valid_mask, min_pred)
 
 
 def delta1(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
     """Fraction of pixels with ``max(d/g, g/d) < 1.25``."""
-    return _delta(pred, gt, valid_mask, 1, min_pred)
+    return _metric("delta1", pred, gt, valid_mask, min_pred)
 
 
 def delta2(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
     """Fraction of pixels with ``max(d/g, g/d) < 1.25^2``."""
-    return _delta(pred, gt, valid_mask, 2, min_pred)
+    return _metric("delta2", pred, gt, valid_mask, min_pred)
 
 
 def delta3(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
     """Fraction of pixels with ``max(d/g, g/d) < 1.25^3``."""
-    return _delta(pred, gt, valid_mask, 3, min_pred)
+    return _metric("delta3", pred, gt, valid_mask, min_pred)
 
 
-METRICS: dict[str, Callable[..., float]] = {
-    "abs_rel": abs_rel,
-    "sq_rel": sq_rel,
-    "rmse": rmse,
-    "rmse_log": rmse_log,
-    "log10": log10,
-    "mae": mae,
-    "i_rmse": i_rmse,
-    "i_mae": i_mae,
-    "delta1": delta1,
-    "delta2": delta2,
-    "delta3": delta3,
-}
+# the public functions by name (each a thin wrapper over its kernel)
+METRICS: dict[str, Callable[..., float]] = {name: globals()[name] for name in METRIC_NAMES}
 
 
 def compute_metrics(
@@ -213,34 +233,12 @@ def compute_metrics(
         ValueError: unknown metric name, shape mismatch, no valid pixel, non-finite prediction.
     """
     names = METRIC_NAMES if metrics is None else tuple(metrics)
-    unknown = [name for name in names if name not in METRICS]
+    unknown = [name for name in names if name not in KERNELS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; available: {list(METRIC_NAMES)}")
     d, g = scored_pixels(pred, gt, valid_mask)  # [n], [n]
-    dp = np.maximum(d, min_pred)
-    error = d - g
-    values: dict[str, float] = {}
-    for name in names:
-        if name == "abs_rel":
-            value = np.mean(np.abs(error) / g)
-        elif name == "sq_rel":
-            value = np.mean(error**2 / g)
-        elif name == "rmse":
-            value = np.sqrt(np.mean(error**2))
-        elif name == "rmse_log":
-            value = np.sqrt(np.mean((np.log(dp) - np.log(g)) ** 2))
-        elif name == "log10":
-            value = np.mean(np.abs(np.log10(dp) - np.log10(g)))
-        elif name == "mae":
-            value = np.mean(np.abs(error))
-        elif name == "i_rmse":
-            value = np.sqrt(np.mean((1.0 / dp - 1.0 / g) ** 2))
-        elif name == "i_mae":
-            value = np.mean(np.abs(1.0 / dp - 1.0 / g))
-        else:  # delta1/2/3
-            power = int(name[-1])
-            value = np.mean(np.maximum(dp / g, g / dp) < 1.25**power)
-        values[name] = float(value)
+    scored = _Scored(d, g, min_pred)  # intermediates shared by the kernels
+    values = {name: float(KERNELS[name](scored)) for name in names}
     values["n_pixels"] = float(d.size)
     return values
 

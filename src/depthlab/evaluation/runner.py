@@ -15,21 +15,22 @@ A failing sample is logged and listed (``status = failed`` rows and ``failures``
 never fatal. Outputs in ``out/``: ``config.yaml`` (the merged config), ``per_sample.csv``,
 ``summary.json``, ``table.md`` (methods x protocols in the layout of the paper's tables) and
 ``figures/<protocol>/<method>.png`` (RGB | input | prediction | error for the first samples).
+
+The work is split in three modules: :mod:`~depthlab.evaluation.item` (predict and score one
+sample), :mod:`~depthlab.evaluation.aggregate` (one grouping pass over the rows) and
+:mod:`~depthlab.evaluation.report` (table, CSV, JSON, figures); this module holds the run's
+configuration and the loop.
 """
 
 from __future__ import annotations
 
 import copy
-import csv
-import json
 import logging
-import math
-import platform
-import re
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +38,32 @@ import numpy as np
 import yaml
 
 from depthlab import masks as mask_protocols
-from depthlab.evaluation.metrics import (
-    HIGHER_IS_BETTER,
-    METRIC_NAMES,
-    REGIONS,
-    clip_prediction,
-    compute_metrics,
-    region_mask,
+from depthlab.completion import check_method
+from depthlab.config import deep_merge
+from depthlab.evaluation.aggregate import aggregate
+from depthlab.evaluation.item import (
+    MethodCache,
+    MethodFn,
+    build_method,
+    known_mask_for,
+    predict,
+    save_npy,
+    score_rows,
+)
+from depthlab.evaluation.metrics import METRIC_NAMES, REGIONS
+from depthlab.evaluation.report import (
+    environment,
+    figure_row,
+    markdown_table,
+    protocol_label,
+    save_figure,
+    slug,
+    write_per_sample_csv,
+    write_summary,
 )
 
 __all__ = [
     "EvalConfig",
-    "load_config",
     "merge_config",
     "run_evaluation",
     "build_method",
@@ -58,35 +73,24 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CLASSICAL_METHODS = ("guided", "linear", "nearest", "lidar")
-METRIC_LABELS = {
-    "abs_rel": "AbsRel ↓",
-    "sq_rel": "SqRel ↓",
-    "rmse": "RMSE ↓",
-    "rmse_log": "RMSE log ↓",
-    "log10": "log10 ↓",
-    "mae": "MAE ↓",
-    "i_rmse": "iRMSE ↓",
-    "i_mae": "iMAE ↓",
-    "delta1": "δ1 ↑",
-    "delta2": "δ2 ↑",
-    "delta3": "δ3 ↑",
-}
-
 
 # ---------------------------------------------------------------------------------------------
 # Configuration
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class EvalConfig:
-    """One evaluation run (what ``depthlab eval`` and ``configs/eval/*.yaml`` describe).
+    """One evaluation run (what ``depthlab eval`` and the eval configs describe).
+
+    The YAML side is loaded by :func:`depthlab.config.load_config` (``kind="eval"``; packaged
+    configs in ``src/depthlab/configs/eval/``).
 
     Attributes:
         datasets: list of ``{"name": ..., "root": ..., "options": {...}, "label": ...}``; each is
             evaluated with every protocol and method (``label`` names it in the table).
         protocols: mask protocol strings (``docs/protocols.md``).
-        methods: method names: ``guided``, ``linear``, ``nearest``, ``lidar``, ``depthlab``,
-            ``auto`` (anything :func:`depthlab.complete` takes) or ``align:<hub id or folder>``.
+        methods: method names from the registry (:func:`depthlab.completion.method_names`):
+            ``guided``, ``linear``, ``nearest``, ``lidar``, ``depthlab``, ``auto``,
+            ``align:<hub id or folder>``, ...
         method_options: ``{method: {option: value}}`` passed to the method.
         out: output folder.
         limit: evaluate only the first N samples of each dataset.
@@ -118,11 +122,23 @@ class EvalConfig:
 
         ``custom_methods``: extra method names accepted (callables given to :func:`run_evaluation`).
         """
+        self._check_datasets()
+        self._check_protocols_and_methods(custom_methods)
+        self._check_regions_and_metrics()
+        if self.limit is not None and int(self.limit) < 1:
+            raise ValueError(f"`limit` must be >= 1; got {self.limit!r}")
+        if int(self.num_figures) < 0:
+            raise ValueError(f"`num_figures` must be >= 0; got {self.num_figures!r}")
+        return self
+
+    def _check_datasets(self) -> None:
         if not self.datasets:
             raise ValueError("no dataset given: set `dataset` and `root` (or `datasets:` in the config)")
         for entry in self.datasets:
             if not isinstance(entry, Mapping) or "name" not in entry or "root" not in entry:
                 raise ValueError(f"each dataset needs `name` and `root`; got {entry!r}")
+
+    def _check_protocols_and_methods(self, custom_methods: Sequence[str]) -> None:
         if not self.protocols:
             raise ValueError("no protocol given (e.g. --protocol ratio:5)")
         for protocol in self.protocols:
@@ -131,7 +147,9 @@ class EvalConfig:
             raise ValueError("no method given (e.g. --method guided)")
         for method in self.methods:
             if method not in custom_methods:
-                _check_method_name(method)
+                check_method(method)
+
+    def _check_regions_and_metrics(self) -> None:
         for region in [*self.regions, self.table_region]:
             if region not in REGIONS:
                 raise ValueError(f"region must be one of {REGIONS}; got {region!r}")
@@ -140,43 +158,9 @@ class EvalConfig:
         for name in self.table_metrics:
             if name not in METRIC_NAMES:
                 raise ValueError(f"unknown table metric {name!r}; available: {list(METRIC_NAMES)}")
-        if self.limit is not None and int(self.limit) < 1:
-            raise ValueError(f"`limit` must be >= 1; got {self.limit!r}")
-        if int(self.num_figures) < 0:
-            raise ValueError(f"`num_figures` must be >= 0; got {self.num_figures!r}")
-        return self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(dict(merged[key]), value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Load a YAML config, resolving ``base_config:`` (a path relative to the file) recursively.
-
-    Keys of the file override those of its base (dicts merged key by key, lists replaced).
-    """
-    path = Path(path).resolve()
-    if path in _seen:
-        raise ValueError(f"config {path} includes itself through base_config")
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"config {path} must be a YAML mapping; got {type(data).__name__}")
-    base = data.pop("base_config", None)
-    if base is None:
-        return data
-    return _deep_merge(load_config(path.parent / base, (*_seen, path)), data)
 
 
 def merge_config(file_config: Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> EvalConfig:
@@ -186,7 +170,7 @@ def merge_config(file_config: Mapping[str, Any] | None, overrides: Mapping[str, 
     ``dataset`` override replaces the config's datasets.
     """
     merged: dict[str, Any] = dict(copy.deepcopy(file_config or {}))
-    merged = _deep_merge(merged, {k: v for k, v in overrides.items() if v is not None})
+    merged = deep_merge(merged, {k: v for k, v in overrides.items() if v is not None})
     single = {key: merged.pop(key, None) for key in ("dataset", "root", "dataset_options")}
     if single["dataset"] is not None or single["root"] is not None:
         if single["dataset"] is None or single["root"] is None:
@@ -200,7 +184,7 @@ def merge_config(file_config: Mapping[str, Any] | None, overrides: Mapping[str, 
         ]
     elif single["dataset_options"] and merged.get("datasets"):
         for entry in merged["datasets"]:
-            entry["options"] = _deep_merge(entry.get("options") or {}, single["dataset_options"])
+            entry["options"] = deep_merge(entry.get("options") or {}, single["dataset_options"])
     known = set(EvalConfig.__dataclass_fields__)
     unknown = sorted(set(merged) - known)
     if unknown:
@@ -209,264 +193,37 @@ def merge_config(file_config: Mapping[str, Any] | None, overrides: Mapping[str, 
 
 
 # ---------------------------------------------------------------------------------------------
-# Methods
-# ---------------------------------------------------------------------------------------------
-def _check_method_name(method: str) -> None:
-    if not isinstance(method, str) or not method:
-        raise ValueError(f"method must be a non-empty string; got {method!r}")
-    if method.startswith("align:"):
-        if not method[len("align:") :]:
-            raise ValueError("method 'align:' needs a model: align:<hub id or local folder>")
-        return
-    from depthlab.completion import METHODS
-
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)} or align:<model>")
-
-
-MethodFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-
-
-def build_method(method: str, options: Mapping[str, Any] | None = None) -> MethodFn:
-    """Callable ``(rgb [H,W,3] uint8, depth [H,W], known_mask [H,W]) -> depth [H,W]`` for a name.
-
-    Expensive state (the DepthLab pipeline, a monocular model) is loaded once, here.
-    """
-    _check_method_name(method)
-    options = dict(options or {})
-    if method.startswith("align:"):
-        from depthlab.evaluation.baselines import AlignBaseline
-
-        baseline = AlignBaseline.from_pretrained(method[len("align:") :], **options)
-        return lambda rgb, depth, known: baseline(rgb, depth, known).depth
-
-    from depthlab.completion import complete, load_pipeline, resolve_method
-
-    pipeline = options.pop("pipeline", None)
-    if method in ("depthlab", "auto") and pipeline is None:
-        chosen, reason, paths = resolve_method(method, checkpoints=options.get("checkpoints"))
-        logger.info("method %s: %s", method, reason)
-        if chosen == "depthlab":
-            load_options = {k: options.pop(k) for k in ("device", "torch_dtype") if k in options}
-            pipeline = load_pipeline(paths, **load_options)
-            options.pop("checkpoints", None)
-    if pipeline is not None:
-        options.setdefault("show_progress_bar", False)  # the run has its own progress bar
-
-    def run(rgb: np.ndarray, depth: np.ndarray, known: np.ndarray) -> np.ndarray:
-        output = complete(rgb, depth, known, method=method, pipeline=pipeline, **options)
-        return np.asarray(output.depth, dtype=np.float32)
-
-    return run
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers
+# Runner
 # ---------------------------------------------------------------------------------------------
 def _item_key(dataset: str, sample_id: str, protocol: str, method: str) -> dict[str, str]:
     """The columns that identify one (dataset, sample, protocol, method) row."""
     return {"dataset": dataset, "sample_id": sample_id, "protocol": protocol, "method": method}
 
 
-def _record_failure(
-    failures: list[dict], per_sample: list[dict], record: dict, stage: str, message: str
-) -> None:
-    """Note a failed (dataset, sample, protocol, method) in the failure list and the per-sample rows."""
-    failures.append({**record, "stage": stage, "error": message})
-    per_sample.append({**record, "region": "", "status": "failed", "error": message})
+def _message(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+def _label(entry: Mapping[str, Any]) -> str:
+    return str(entry.get("label") or entry["name"])
 
 
-def protocol_label(protocol: str) -> str:
-    """Short column label: ``ratio:5`` -> ``5%``, ``points:500`` -> ``500 pts``, ..."""
-    kind, params = mask_protocols.parse_protocol(protocol)
+@dataclass
+class _Run:
+    """State of one run: the rows, the failures and the figure rows collected so far."""
 
-    def fmt(value: Any, percent: bool = False) -> str:
-        if isinstance(value, tuple):
-            return "-".join(fmt(v, percent) for v in value)
-        value = value * 100 if percent else value
-        return f"{value:g}"
+    config: EvalConfig
+    methods: MethodCache
+    progress: Any = None
+    per_sample: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    dataset_info: list[dict[str, Any]] = field(default_factory=list)
+    figure_rows: dict[tuple[str, str, str], list[np.ndarray]] = field(default_factory=dict)
 
-    if kind == "ratio":
-        return f"{fmt(params[0])}%"
-    if kind == "points":
-        return f"{fmt(params[0])} pts"
-    if kind == "holes":
-        return f"holes {fmt(params[0], True)}%"
-    if kind == "lidar":
-        beams = fmt(params[0]) if params else "64"
-        return f"LiDAR {beams}" + (f"/{fmt(params[1])}" if len(params) > 1 else "")
-    if kind == "border":
-        return f"border {fmt(params[0], True)}%" if params else "border"
-    return "sensor"
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp.npy")
-    np.save(temporary, array)
-    temporary.replace(path)
-
-
-def _load_prediction(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
-    if not path.is_file():
-        return None
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        logger.warning("ignoring unreadable prediction %s (%s); recomputing", path, error)
-        return None
-    if array.shape != shape:
-        logger.warning("ignoring prediction %s of shape %s (expected %s)", path, array.shape, shape)
-        return None
-    return array.astype(np.float32)
-
-
-def _known_mask_for(sample: Any, protocol: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(input_depth, known_mask)`` of one sample under one protocol."""
-    if protocol.strip().lower() == "sensor":
-        if sample.known_depth is None:
-            raise ValueError(
-                "protocol 'sensor' needs a dataset with its own partial depth "
-                "(e.g. kitti_dc velodyne_raw, nyuv2 marigold raw depth, folder known/)"
-            )
-        known = mask_protocols.sensor_holes(sample.known_mask)
-        return np.where(known, sample.known_depth, 0.0).astype(np.float32), known
-    rng = mask_protocols.protocol_rng(seed, sample.sample_id, protocol)
-    known = mask_protocols.make_mask(protocol, sample.valid_mask, rng)
-    return np.where(known, sample.depth, 0.0).astype(np.float32), known
-
-
-# ---------------------------------------------------------------------------------------------
-# Tables and figures
-# ---------------------------------------------------------------------------------------------
-def markdown_table(
-    summary_rows: Sequence[Mapping[str, Any]],
-    methods: Sequence[str],
-    columns: Sequence[tuple[str, str]],
-    metrics: Sequence[str],
-    region: str,
-    title: str | None = None,
-    show_dataset: bool = False,
-) -> str:
-    """Methods x (dataset, protocol) x metrics Markdown table; best value per column in bold.
-
-    ``summary_rows`` items have ``dataset``, ``protocol``, ``method``, ``region``, ``n_ok`` and the
-    mean metrics.
-    """
-    lookup = {(r["dataset"], r["protocol"], r["method"], r["region"]): r for r in summary_rows}
-    header = ["Method"]
-    for dataset, protocol in columns:
-        prefix = f"{dataset} {protocol_label(protocol)}" if show_dataset else protocol_label(protocol)
-        header += [f"{prefix} {METRIC_LABELS[m]}" for m in metrics]
-    best: dict[tuple[str, str, str], float] = {}
-    for dataset, protocol in columns:
-        for metric in metrics:
-            values = [
-                lookup[(dataset, protocol, m, region)][metric]
-                for m in methods
-                if (dataset, protocol, m, region) in lookup
-                and math.isfinite(lookup[(dataset, protocol, m, region)].get(metric, math.nan))
-            ]
-            if values:
-                best[(dataset, protocol, metric)] = max(values) if metric in HIGHER_IS_BETTER else min(values)
-    lines = []
-    if title:
-        lines += [f"### {title}", ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for method in methods:
-        cells = [f"`{method}`"]
-        for dataset, protocol in columns:
-            row = lookup.get((dataset, protocol, method, region))
-            for metric in metrics:
-                value = math.nan if row is None else row.get(metric, math.nan)
-                if not math.isfinite(value):
-                    cells.append("–")
-                    continue
-                text = f"{value:.3f}" if metric != "rmse" or value < 100 else f"{value:.1f}"
-                if best.get((dataset, protocol, metric)) == value and len(methods) > 1:
-                    text = f"**{text}**"
-                cells.append(text)
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Scored region: `{region}`; per-image metrics averaged over images."]
-    return "\n".join(lines) + "\n"
-
-
-def _figure_row(
-    rgb: np.ndarray,
-    input_depth: np.ndarray,
-    known: np.ndarray,
-    pred: np.ndarray,
-    gt: np.ndarray,
-    valid: np.ndarray,
-) -> np.ndarray:
-    """One row of a figure grid: RGB | input | prediction | abs. error (uint8 RGB).
-
-    Sparse inputs (< 5 % known) are drawn with each known pixel grown to 5x5 so they are visible.
-    """
-    if known.mean() < 0.05:
-        from scipy import ndimage
-
-        input_depth = ndimage.grey_dilation(np.where(known, input_depth, 0.0), size=(5, 5))
-        known = ndimage.binary_dilation(known, structure=np.ones((5, 5), bool))
-    try:
-        from depthlab import visualize
-
-        error = visualize.error_map(pred, gt, valid)
-        lo, hi = visualize.depth_range(gt, masks=[valid])
-        return visualize.panel(rgb, input_depth, known, pred, error=error, vmin=lo, vmax=hi)
-    except ImportError:  # pragma: no cover - depthlab.visualize is part of the package
-        import matplotlib
-
-        values = gt[valid] if valid.any() else pred.ravel()
-        lo, hi = np.percentile(values, (1, 99)) if values.size else (0.0, 1.0)
-        cmap = matplotlib.colormaps["Spectral"]
-        norm = lambda d: np.clip((d - lo) / max(hi - lo, 1e-9), 0, 1)  # noqa: E731
-        shown_input = (cmap(norm(input_depth))[..., :3] * 255).astype(np.uint8)
-        shown_input[~known] = (255, 0, 255)
-        error = np.where(valid, np.abs(pred - gt), 0.0)
-        top = np.percentile(error[valid], 99) if valid.any() else 1.0
-        error_rgb = matplotlib.colormaps["magma"](np.clip(error / max(top, 1e-9), 0, 1))[..., :3] * 255
-        tiles = [
-            rgb,
-            shown_input,
-            (cmap(norm(pred))[..., :3] * 255).astype(np.uint8),
-            error_rgb.astype(np.uint8),
-        ]
-        return np.concatenate(tiles, axis=1)
-
-
-def _save_figure(rows: list[np.ndarray], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    width = max(row.shape[1] for row in rows)
-    padded = [np.pad(row, ((0, 4), (0, width - row.shape[1]), (0, 0)), constant_values=255) for row in rows]
-    grid = np.concatenate(padded, axis=0)
-    dpi = 100
-    figure = plt.figure(figsize=(grid.shape[1] / dpi, grid.shape[0] / dpi + 0.4), dpi=dpi)
-    axis = figure.add_axes((0, 0, 1, grid.shape[0] / (grid.shape[0] + 40)))
-    axis.imshow(grid)
-    axis.axis("off")
-    figure.suptitle(title, fontsize=10, y=0.995)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi)
-    plt.close(figure)
-
-
-# ---------------------------------------------------------------------------------------------
-# Runner
-# ---------------------------------------------------------------------------------------------
-def _environment() -> dict[str, Any]:
-    import depthlab
-
-    info = {"depthlab": depthlab.__version__, "python": platform.python_version(), "numpy": np.__version__}
-    return info
+    def fail(self, record: dict[str, str], stage: str, message: str) -> None:
+        """Note a failed item in the failure list and the per-sample rows."""
+        self.failures.append({**record, "stage": stage, "error": message})
+        self.per_sample.append({**record, "region": "", "status": "failed", "error": message})
 
 
 def run_evaluation(
@@ -483,190 +240,29 @@ def run_evaluation(
             are built with :func:`build_method`.
         show_progress: tqdm progress bar.
     """
-    from tqdm.auto import tqdm
-
-    from depthlab.data import get_dataset
-
     config.validate(custom_methods=tuple(methods or ()))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-
-    method_fns: dict[str, MethodFn] = dict(methods or {})
-    method_errors: dict[str, str] = {}
-    per_sample: list[dict[str, Any]] = []
-    failures: list[dict[str, Any]] = []
-    dataset_info: list[dict[str, Any]] = []
-    figure_rows: dict[tuple[str, str, str], list[np.ndarray]] = {}
+    run = _Run(config, MethodCache(methods, config.method_options))
     started = time.perf_counter()
 
+    # 1. predict and score every item (dataset x sample x protocol x method)
     multi = len(config.datasets) > 1
     for entry in config.datasets:
-        label = str(entry.get("label") or entry["name"])
-        dataset = get_dataset(
-            entry["name"], entry["root"], limit=config.limit, **(entry.get("options") or {})
-        )
-        dataset_info.append({"label": label, **dataset.describe()})
-        base = out / _slug(label) if multi else out
-        total = len(dataset) * len(config.protocols) * len(config.methods)
-        progress = tqdm(total=total, desc=f"eval {label}", disable=not show_progress, unit="pred")
-        for index in range(len(dataset)):
-            sample_id = dataset.samples[index].sample_id
-            try:
-                sample = dataset[index]
-            except Exception as error:  # noqa: BLE001 - a broken sample is reported, not fatal
-                message = f"{type(error).__name__}: {error}"
-                logger.warning("sample %s of %s could not be loaded: %s", sample_id, label, message)
-                for protocol in config.protocols:
-                    for method in config.methods:
-                        record = _item_key(label, sample_id, protocol, method)
-                        _record_failure(failures, per_sample, record, "load", message)
-                progress.update(len(config.protocols) * len(config.methods))
-                continue
-            sample_slug = _slug(sample_id)
-            for protocol in config.protocols:
-                protocol_slug = _slug(protocol)
-                try:
-                    input_depth, known = _known_mask_for(sample, protocol, config.seed)
-                    mask_path = base / "masks" / protocol_slug / f"{sample_slug}.npy"
-                    if not mask_path.is_file():
-                        _save_npy(mask_path, known)
-                except Exception as error:  # noqa: BLE001
-                    message = f"{type(error).__name__}: {error}"
-                    for method in config.methods:
-                        record = _item_key(label, sample_id, protocol, method)
-                        _record_failure(failures, per_sample, record, "mask", message)
-                    progress.update(len(config.methods))
-                    continue
-                for method in config.methods:
-                    progress.set_postfix_str(f"{protocol} {method} {sample_id}"[:60])
-                    record = _item_key(label, sample_id, protocol, method)
-                    pred_path = base / "predictions" / protocol_slug / _slug(method) / f"{sample_slug}.npy"
-                    seconds = math.nan
-                    reused = False
-                    try:
-                        # 1. prediction (reused when present)
-                        pred = _load_prediction(pred_path, sample.depth.shape)
-                        if pred is not None:
-                            reused = True
-                        else:
-                            if method in method_errors:
-                                raise RuntimeError(method_errors[method])
-                            if method not in method_fns:
-                                try:
-                                    method_fns[method] = build_method(
-                                        method, config.method_options.get(method)
-                                    )
-                                except Exception as error:  # noqa: BLE001
-                                    method_errors[method] = (
-                                        f"could not set up method: {type(error).__name__}: {error}"
-                                    )
-                                    raise RuntimeError(method_errors[method]) from error
-                            tic = time.perf_counter()
-                            pred = np.asarray(method_fns[method](sample.rgb, input_depth, known), np.float32)
-                            seconds = time.perf_counter() - tic
-                            if pred.shape != sample.depth.shape:
-                                raise ValueError(
-                                    f"prediction shape {pred.shape} != depth shape {sample.depth.shape}"
-                                )
-                            _save_npy(pred_path, pred)
-                        # 2. scoring, from the saved prediction
-                        scored = pred
-                        if config.clip_predictions:
-                            high = dataset.max_depth if math.isfinite(dataset.max_depth) else None
-                            scored = clip_prediction(pred, dataset.min_depth, high)
-                        for region in config.regions:
-                            pixels = region_mask(sample.valid_mask, known, region)
-                            row = {
-                                **record,
-                                "region": region,
-                                "status": "ok",
-                                "error": "",
-                                "n_known": int(known.sum()),
-                                "seconds": seconds,
-                                "reused": reused,
-                            }
-                            if pixels.any():
-                                row.update(compute_metrics(scored, sample.depth, pixels))
-                            else:
-                                row.update({name: math.nan for name in METRIC_NAMES}, n_pixels=0.0)
-                            per_sample.append(row)
-                        key = (label, protocol, method)
-                        if len(figure_rows.setdefault(key, [])) < config.num_figures:
-                            figure_rows[key].append(
-                                _figure_row(
-                                    sample.rgb, input_depth, known, pred, sample.depth, sample.valid_mask
-                                )
-                            )
-                    except Exception as error:  # noqa: BLE001 - reported, not fatal
-                        message = f"{type(error).__name__}: {error}"
-                        logger.warning("%s %s %s %s failed: %s", label, sample_id, protocol, method, message)
-                        logger.debug("%s", traceback.format_exc())
-                        _record_failure(failures, per_sample, record, "predict/score", message)
-                    progress.update(1)
-        progress.close()
+        _evaluate_dataset(run, entry, out / slug(_label(entry)) if multi else out, show_progress)
 
-    # 3. aggregate: per-image metrics, then the mean over images
-    summary_rows: list[dict[str, Any]] = []
-    for entry in config.datasets:
-        label = str(entry.get("label") or entry["name"])
-        for protocol in config.protocols:
-            for method in config.methods:
-                for region in config.regions:
-                    rows = [
-                        r
-                        for r in per_sample
-                        if r["dataset"] == label
-                        and r["protocol"] == protocol
-                        and r["method"] == method
-                        and r.get("region") == region
-                        and r["status"] == "ok"
-                    ]
-                    n_failed = sum(
-                        1
-                        for f in failures
-                        if f["dataset"] == label and f["protocol"] == protocol and f["method"] == method
-                    )
-                    aggregate: dict[str, Any] = {
-                        "dataset": label,
-                        "protocol": protocol,
-                        "method": method,
-                        "region": region,
-                        "n_ok": 0,
-                        "n_failed": n_failed,
-                    }
-                    for name in METRIC_NAMES:
-                        values = [r[name] for r in rows if math.isfinite(r.get(name, math.nan))]
-                        aggregate[name] = float(np.mean(values)) if values else math.nan
-                        aggregate["n_ok"] = max(aggregate["n_ok"], len(values))
-                    timings = [r["seconds"] for r in rows if math.isfinite(r.get("seconds", math.nan))]
-                    aggregate["seconds_per_sample"] = float(np.mean(timings)) if timings else math.nan
-                    summary_rows.append(aggregate)
+    # 2. aggregate: per-image metrics, then the mean over images
+    labels = [_label(entry) for entry in config.datasets]
+    results = aggregate(
+        run.per_sample, run.failures, labels, config.protocols, config.methods, config.regions
+    )
 
-    # 4. write CSV, JSON, Markdown, figures
-    fields = [
-        "dataset",
-        "sample_id",
-        "protocol",
-        "method",
-        "region",
-        "status",
-        *METRIC_NAMES,
-        "n_pixels",
-        "n_known",
-        "seconds",
-        "reused",
-        "error",
-    ]
-    with open(out / "per_sample.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        for row in per_sample:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-
-    columns = [(str(e.get("label") or e["name"]), p) for e in config.datasets for p in config.protocols]
+    # 3. report: CSV, Markdown, figures, JSON
+    write_per_sample_csv(out / "per_sample.csv", run.per_sample)
+    columns = [(label, protocol) for label in labels for protocol in config.protocols]
     table = markdown_table(
-        summary_rows,
+        results,
         config.methods,
         columns,
         config.table_metrics,
@@ -675,38 +271,102 @@ def run_evaluation(
         show_dataset=multi,
     )
     (out / "table.md").write_text(table, encoding="utf-8")
+    figures = _write_figures(run.figure_rows, out, multi)
+    summary = {
+        "config": config.to_dict(),
+        "datasets": run.dataset_info,
+        "environment": environment(),
+        "seconds_total": time.perf_counter() - started,
+        "results": results,
+        "failures": run.failures,
+        "figures": figures,
+        "table": "table.md",
+    }
+    write_summary(out / "summary.json", summary)
+    if run.failures:
+        logger.warning("%d prediction(s) failed; see summary.json 'failures'", len(run.failures))
+    return summary
 
+
+def _evaluate_dataset(run: _Run, entry: Mapping[str, Any], base: Path, show_progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    from depthlab.data import get_dataset
+
+    config = run.config
+    label = _label(entry)
+    dataset = get_dataset(entry["name"], entry["root"], limit=config.limit, **(entry.get("options") or {}))
+    run.dataset_info.append({"label": label, **dataset.describe()})
+    total = len(dataset) * len(config.protocols) * len(config.methods)
+    high = dataset.max_depth if np.isfinite(dataset.max_depth) else None
+    depth_range = (dataset.min_depth, high) if config.clip_predictions else None
+    with tqdm(total=total, desc=f"eval {label}", disable=not show_progress, unit="pred") as run.progress:
+        for index in range(len(dataset)):
+            sample_id = dataset.samples[index].sample_id
+            try:
+                sample = dataset[index]
+            except Exception as error:  # noqa: BLE001 - a broken sample is reported, not fatal
+                logger.warning("sample %s of %s could not be loaded: %s", sample_id, label, _message(error))
+                for protocol, method in product(config.protocols, config.methods):
+                    run.fail(_item_key(label, sample_id, protocol, method), "load", _message(error))
+                run.progress.update(len(config.protocols) * len(config.methods))
+                continue
+            for protocol in config.protocols:
+                _evaluate_protocol(run, sample, sample_id, label, protocol, base, depth_range)
+
+
+def _evaluate_protocol(
+    run: _Run, sample: Any, sample_id: str, label: str, protocol: str, base: Path, depth_range: tuple | None
+) -> None:
+    """Every method on one sample under one protocol (the mask is drawn and saved once)."""
+    config = run.config
+    sample_slug, protocol_slug = slug(sample_id), slug(protocol)
+    try:
+        input_depth, known = known_mask_for(sample, protocol, config.seed)
+        mask_path = base / "masks" / protocol_slug / f"{sample_slug}.npy"
+        if not mask_path.is_file():
+            save_npy(mask_path, known)
+    except Exception as error:  # noqa: BLE001
+        for method in config.methods:
+            run.fail(_item_key(label, sample_id, protocol, method), "mask", _message(error))
+        run.progress.update(len(config.methods))
+        return
+    for method in config.methods:
+        run.progress.set_postfix_str(f"{protocol} {method} {sample_id}"[:60])
+        record = _item_key(label, sample_id, protocol, method)
+        pred_path = base / "predictions" / protocol_slug / slug(method) / f"{sample_slug}.npy"
+        try:
+            # 1. prediction (reused when present), 2. scoring, from the saved prediction
+            pred, seconds, reused = predict(
+                lambda m=method: run.methods.get(m),
+                sample,
+                input_depth,
+                known,
+                pred_path,
+                key=f"{label}/{protocol}/{sample_id}",
+            )
+            rows = score_rows(pred, sample, known, config.regions, depth_range, record)
+            run.per_sample += [{**row, "seconds": seconds, "reused": reused} for row in rows]
+            figures = run.figure_rows.setdefault((label, protocol, method), [])
+            if len(figures) < config.num_figures:
+                figures.append(
+                    figure_row(sample.rgb, input_depth, known, pred, sample.depth, sample.valid_mask)
+                )
+        except Exception as error:  # noqa: BLE001 - reported, not fatal
+            logger.warning("%s %s %s %s failed: %s", label, sample_id, protocol, method, _message(error))
+            logger.debug("%s", traceback.format_exc())
+            run.fail(record, "predict/score", _message(error))
+        run.progress.update(1)
+
+
+def _write_figures(
+    figure_rows: Mapping[tuple[str, str, str], list[np.ndarray]], out: Path, multi: bool
+) -> list[str]:
     figures = []
     for (label, protocol, method), rows in figure_rows.items():
         if not rows:
             continue
-        path = out / "figures" / (_slug(label) if multi else "") / _slug(protocol) / f"{_slug(method)}.png"
-        _save_figure(rows, path, f"{label} | {protocol} | {method}: RGB, input, prediction, |error|")
+        path = out / "figures" / (slug(label) if multi else "") / slug(protocol) / f"{slug(method)}.png"
+        save_figure(rows, path, f"{label} | {protocol} | {method}: RGB, input, prediction, |error|")
         figures.append(str(path.relative_to(out)))
-
-    summary = {
-        "config": config.to_dict(),
-        "datasets": dataset_info,
-        "environment": _environment(),
-        "seconds_total": time.perf_counter() - started,
-        "results": summary_rows,
-        "failures": failures,
-        "figures": figures,
-        "table": "table.md",
-    }
-    (out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2), encoding="utf-8")
-    if failures:
-        logger.warning("%d prediction(s) failed; see summary.json 'failures'", len(failures))
-    return summary
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    return value
+    return figures

@@ -1,6 +1,7 @@
 """Training and fine-tuning of DepthLab (``depthlab train``; docs/training.md).
 
-Modules: :mod:`~depthlab.training.config` (layered YAML), :mod:`~depthlab.training.model_setup`
+Configs are loaded by :mod:`depthlab.config` (layered YAML; packaged configs in
+``src/depthlab/configs/train/``). Modules: :mod:`~depthlab.training.model_setup`
 (models from Marigold / DepthLab / tiny), :mod:`~depthlab.training.sample` and
 :mod:`~depthlab.training.data` (training samples and the sample stream),
 :mod:`~depthlab.training.objective` (v-prediction loss), :mod:`~depthlab.training.trainer`
@@ -8,11 +9,4 @@ Modules: :mod:`~depthlab.training.config` (layered YAML), :mod:`~depthlab.traini
 Importing this package does not import torch; import the submodules.
 """
 
-__all__ = ["main"]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m depthlab.training --config X [overrides]`` (what ``accelerate launch -m`` runs)."""
-    from depthlab.cli.train_cmd import main as train_main
-
-    return train_main(argv)
+__all__: list[str] = []

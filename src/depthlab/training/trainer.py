@@ -1,6 +1,6 @@
 """DepthLab trainer on Hugging Face accelerate (1 process, multi-GPU, multi-node: same code).
 
-Launch with ``depthlab train --config configs/train/<x>.yaml [key=value ...]`` (one process) or
+Launch with ``depthlab train --config <name or path> [key=value ...]`` (one process) or
 ``accelerate launch --multi_gpu --num_processes N -m depthlab.training --config ...`` (add
 ``run.cpu=true`` for CPU processes with gloo; accelerate's ``--cpu`` flag starts one process).
 
@@ -43,9 +43,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from depthlab.config import save_config
 from depthlab.masks import MaskMixture
 from depthlab.models.loading import resolve_dtype
-from depthlab.training.config import save_config
 from depthlab.training.data import (
     PositionBatchSampler,
     TrainingDataset,
@@ -185,7 +185,7 @@ def _mean_metrics(per_item: list[tuple[str, dict[str, float]]], metrics: Sequenc
 
 # ---------------------------------------------------------------------------------- trainer
 class Trainer:
-    """Train DepthLab from a merged config (see ``configs/train/base.yaml`` for every key).
+    """Train DepthLab from a merged config (see ``src/depthlab/configs/train/base.yaml`` for every key).
 
     Args:
         config: the merged config mapping.

@@ -1,7 +1,11 @@
-"""The paper's "align" baseline: a monocular depth model + least-squares alignment to known depth.
+"""The ``align:<model>`` method: a monocular depth model + least-squares alignment to known depth.
+
+This is the paper's "align" baseline; it is registered in :mod:`depthlab.completion` as
+``align:<hub id or folder>`` (``depthlab.complete(..., method="align:<model>")``, ``depthlab eval
+--method align:<model>``).
 
 The model predicts relative depth from the RGB image alone; its prediction is aligned to the known
-depth on the known pixels (:func:`depthlab.evaluation.alignment.align_depth`): in disparity space
+depth on the known pixels (:func:`depthlab.alignment.align_depth`): in disparity space
 for relative-disparity models (Depth Anything, DPT/MiDaS), in depth space for affine-invariant
 depth models (Marigold). Models come from
 
@@ -25,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from depthlab.evaluation.alignment import ALIGN_METHODS, SPACES, align_depth
+from depthlab.alignment import ALIGN_METHODS, SPACES, align_depth
 from depthlab.inputs import resolve_known_mask, to_depth_array, to_rgb_uint8
 from depthlab.outputs import DepthLabOutput
 
-__all__ = ["AlignBaseline", "detect_backend"]
+__all__ = ["AlignBaseline", "detect_backend", "load_align"]
 
 logger = logging.getLogger(__name__)
 
@@ -262,3 +266,11 @@ class AlignBaseline:
                 "align_method": self.align_method,
             },
         )
+
+
+def load_align(model: str, **options: Any) -> AlignBaseline:
+    """The registry's loader of ``align:<model>``: :meth:`AlignBaseline.from_pretrained` (loaded once).
+
+    The returned baseline is called as ``baseline(rgb, depth, known_mask) -> DepthLabOutput``.
+    """
+    return AlignBaseline.from_pretrained(model, **options)

@@ -1,7 +1,11 @@
-"""Layered YAML configuration for training runs.
+"""Layered YAML configuration, the one loader for training and evaluation runs (numpy/torch-free).
 
-A config file may name one or more parents under ``base_config:`` (paths relative to the file);
-parents are loaded first (recursively) and deep-merged in order, then the file itself on top.
+``--config`` takes a file path or the name of a config packaged with depthlab
+(``src/depthlab/configs/{train,eval}/<name>.yaml``, installed with the wheel): ``smoke_tiny``,
+``table2_nyu_500pts``, ... (:func:`packaged_configs` lists them, :func:`resolve_config` finds one).
+
+A config file may name one or more parents under ``base_config:`` (paths relative to the file, or
+the name of a packaged config of the same kind); parents are loaded first (recursively) and deep-merged in order, then the file itself on top.
 Mappings merge key by key; every other value (lists included) is replaced. A mapping that holds
 ``_replace: true`` replaces the inherited mapping instead of merging into it (e.g. a dataset spec
 of another kind); the marker itself is dropped. Command-line overrides
@@ -15,15 +19,77 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["deep_merge", "load_config", "apply_overrides", "parse_override", "save_config", "get_path"]
+__all__ = [
+    "KINDS",
+    "deep_merge",
+    "load_config",
+    "apply_overrides",
+    "parse_override",
+    "save_config",
+    "get_path",
+    "packaged_configs",
+    "resolve_config",
+]
 
 BASE_KEY = "base_config"
 REPLACE_KEY = "_replace"
+KINDS = ("train", "eval")
+
+
+def _packaged_root() -> Path:
+    return Path(str(resources.files("depthlab") / "configs"))
+
+
+def packaged_configs(kind: str | None = None) -> dict[str, list[str]]:
+    """Names of the packaged configs, ``{"train": [...], "eval": [...]}`` (only ``kind`` if given)."""
+    kinds = KINDS if kind is None else (_check_kind(kind),)
+    root = _packaged_root()
+    return {k: sorted(p.stem for p in (root / k).glob("*.yaml")) for k in kinds}
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"config `kind` must be one of {KINDS}; got {kind!r}")
+    return kind
+
+
+def _is_bare_name(text: str) -> bool:
+    return "/" not in text and "\\" not in text and not text.endswith((".yaml", ".yml"))
+
+
+def resolve_config(config: str | Path, kind: str | None = None) -> Path:
+    """The file of ``config``: an existing path, or the name of a packaged config.
+
+    Args:
+        config: a path to a YAML file, or a packaged name without folder or ``.yaml``
+            (``"smoke_tiny"``, ``"table2_nyu_500pts"``).
+        kind: ``"train"`` or ``"eval"``: where packaged names are looked up (None: both).
+
+    Raises:
+        FileNotFoundError: neither a file nor a packaged name; the one-line message lists the
+            packaged names.
+    """
+    path = Path(config)
+    if path.is_file():
+        return path
+    text = str(config)
+    names = packaged_configs(kind)
+    if _is_bare_name(text):
+        found = [_packaged_root() / k / f"{text}.yaml" for k, listed in names.items() if text in listed]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise FileNotFoundError(
+                f"config {text!r} is packaged for both training and evaluation; give a path"
+            )
+    listed = "; ".join(f"{k}: {', '.join(v)}" for k, v in names.items())
+    raise FileNotFoundError(f"config {text!r} is neither a file nor a packaged config ({listed})")
 
 
 def _strip_replace(value: Any) -> Any:
@@ -57,7 +123,15 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return dict(data)
 
 
-def _load_layered(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+def _parent_path(path: Path, parent: str, kind: str | None) -> Path:
+    """A ``base_config`` entry: relative to the file, else a packaged name of the same kind."""
+    candidate = path.parent / parent
+    if candidate.is_file() or not _is_bare_name(parent):
+        return candidate
+    return resolve_config(parent, kind)
+
+
+def _load_layered(path: Path, seen: tuple[Path, ...], kind: str | None = None) -> dict[str, Any]:
     path = path.resolve()
     if path in seen:
         chain = " -> ".join(str(p) for p in (*seen, path))
@@ -70,7 +144,7 @@ def _load_layered(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
         raise ValueError(f"`{BASE_KEY}` in {path} must be a path or a list of paths; got {parents!r}")
     merged: dict[str, Any] = {}
     for parent in parents:
-        merged = deep_merge(merged, _load_layered(path.parent / parent, (*seen, path)))
+        merged = deep_merge(merged, _load_layered(_parent_path(path, parent, kind), (*seen, path), kind))
     return deep_merge(merged, data)
 
 
@@ -115,9 +189,20 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
     return result
 
 
-def load_config(path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """Load ``path`` with its ``base_config`` parents merged, then apply ``overrides``."""
-    return apply_overrides(_load_layered(Path(path), ()), overrides)
+def load_config(
+    config: str | Path | None, overrides: Iterable[str] = (), *, kind: str | None = None
+) -> dict[str, Any]:
+    """Load a config with its ``base_config`` parents merged, then apply ``key.sub=value`` overrides.
+
+    Args:
+        config: a YAML path or a packaged name (:func:`resolve_config`); None: start empty.
+        overrides: ``"key.sub=value"`` strings (values parsed as YAML), applied in order.
+        kind: ``"train"`` or ``"eval"``, where packaged names are looked up (None: both).
+    """
+    if kind is not None:
+        _check_kind(kind)
+    layered = {} if config is None else _load_layered(resolve_config(config, kind), (), kind)
+    return apply_overrides(layered, overrides)
 
 
 def save_config(config: Mapping[str, Any], path: str | Path) -> Path:

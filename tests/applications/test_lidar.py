@@ -1,0 +1,124 @@
+import csv
+
+import numpy as np
+import plyfile
+import pytest
+from PIL import Image
+
+from depthlab.applications.lidar import (
+    LidarConfig,
+    complete_lidar,
+    find_frames,
+    read_camera_points,
+    run_lidar,
+)
+from depthlab.geometry import Camera, parse_kitti_calib, scan_to_depth
+
+
+def test_object_layout_batch_resume_and_failures(tmp_path, rng, kitti):
+    base = tmp_path / "training"
+    for frame in ("000001", "000002", "000003"):
+        kitti.object_frame(base, frame, rng)
+    (base / "velodyne" / "000003.bin").write_bytes(b"\0" * 20)  # not a whole number of points
+    config = LidarConfig(images=[str(tmp_path)], out=str(tmp_path / "out"), method="linear",
+                         formats=("npy", "color", "ply", "glb", "sparse"), progress=False)  # fmt: skip
+    report = run_lidar(config)
+    assert report.done == 2 and [key for key, _ in report.failures] == ["000003"]
+    assert "000003.bin: 20 bytes is not a whole number of points" in report.failures[0][1]
+    dense = np.load(tmp_path / "out" / "000001_depth.npy")
+    sparse = np.load(tmp_path / "out" / "000001_sparse.npy")
+    known = sparse > 0
+    assert dense.shape == (80, 100) and (dense > 0).all() and known.sum() > 500
+    np.testing.assert_allclose(dense[known], sparse[known], rtol=1e-6)  # the fill keeps the points
+    ply = plyfile.PlyData.read(str(tmp_path / "out" / "000001_points.ply"))
+    assert ply["vertex"].count == 80 * 100
+    # a second run skips what is done and retries the failure
+    again = run_lidar(config)
+    assert again.done == 0 and again.skipped == 2 and len(again.failures) == 1
+
+
+def test_raw_layout(tmp_path, rng, kitti):
+    date = tmp_path / "2011_09_26"
+    drive = date / "2011_09_26_drive_0001_sync"
+    (drive / "image_02" / "data").mkdir(parents=True)
+    (drive / "velodyne_points" / "data").mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 256, (80, 100, 3), dtype=np.uint8)).save(
+        drive / "image_02" / "data" / "0000000000.png"
+    )
+    scan = kitti.scan(rng)
+    scan.tofile(drive / "velodyne_points" / "data" / "0000000000.bin")
+    (date / "calib_cam_to_cam.txt").write_text(
+        "R_rect_00: 1 0 0 0 1 0 0 0 1\nP_rect_02: 100 0 50 0 0 100 40 0 0 0 1 0\n"
+    )
+    (date / "calib_velo_to_cam.txt").write_text(
+        "calib_time: 15-Mar-2012 11:37:16\nR: 0 -1 0 0 0 -1 1 0 0\nT: 0 0 0\n"
+    )
+    config = LidarConfig(
+        images=[str(date)], out=str(tmp_path / "out"), method="nearest", formats=("sparse",), progress=False
+    )
+    frames = find_frames(config)
+    assert [f.key for f in frames] == ["2011_09_26_drive_0001_sync/0000000000"]
+    assert run_lidar(config).done == 1
+    sparse = np.load(tmp_path / "out" / "2011_09_26_drive_0001_sync" / "0000000000_sparse.npy")
+    assert np.array_equal(sparse, scan_to_depth(scan, parse_kitti_calib(kitti.calib), 100, 80))
+
+
+def test_camera_frame_points_with_intrinsics(tmp_path, rng):
+    image = tmp_path / "view.png"
+    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(image)
+    camera = Camera(50.0, 50.0, 31.5, 23.5, 64, 48)
+    z = rng.uniform(2, 4, 400)
+    u, v = rng.uniform(0, 63, 400), rng.uniform(0, 47, 400)
+    points = np.c_[(u - camera.cx) * z / camera.fx, (v - camera.cy) * z / camera.fy, z]
+    with open(tmp_path / "points.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["x", "y", "z"])
+        writer.writerows(points.tolist())
+    assert np.allclose(read_camera_points(tmp_path / "points.csv"), points)
+    config = LidarConfig(images=[str(image)], points=str(tmp_path / "points.csv"), intrinsics="50,50,31.5,23.5",
+                         out=str(tmp_path / "out"), method="linear", formats=("npy", "sparse"), progress=False)  # fmt: skip
+    assert run_lidar(config).done == 1
+    sparse = np.load(tmp_path / "out" / "view_sparse.npy")
+    rows, cols = np.round(v).astype(int), np.round(u).astype(int)
+    assert (sparse[rows, cols] > 0).all() and (sparse > 0).sum() <= 400
+    with pytest.raises(ValueError, match="the intrinsics are for a 640x480 image but the image is 64x48"):
+        run_lidar(LidarConfig(images=[str(image)], points=str(tmp_path / "points.csv"),
+                              intrinsics=_write_json(tmp_path), out=str(tmp_path / "o2"), method="linear"))  # fmt: skip
+    with pytest.raises(ValueError, match="--points needs --intrinsics"):
+        find_frames(LidarConfig(images=[str(image)], points=str(tmp_path / "points.csv")))
+
+
+def _write_json(tmp_path):
+    path = tmp_path / "k.json"
+    path.write_text('{"fx": 500, "fy": 500, "cx": 319.5, "cy": 239.5, "width": 640, "height": 480}')
+    return str(path)
+
+
+def test_holdout_scores_what_the_evaluation_harness_scores(tmp_path, kitti_object_root):
+    from depthlab.evaluation.runner import EvalConfig, run_evaluation
+
+    report = run_lidar(LidarConfig(images=[str(kitti_object_root)], out=str(tmp_path / "lidar"), method="lidar",
+                                   holdout="ratio:90", formats=("npy",), progress=False))  # fmt: skip
+    ours = report.metrics["000000"]
+    config = EvalConfig(datasets=[{"name": "kitti_object", "root": str(kitti_object_root)}], protocols=["ratio:90"],
+                        methods=["lidar"], regions=["unknown"], out=str(tmp_path / "eval"), num_figures=0)  # fmt: skip
+    run_evaluation(config, show_progress=False)
+    with open(tmp_path / "eval" / "per_sample.csv") as handle:
+        row = next(r for r in csv.DictReader(handle) if r["region"] == "unknown")
+    assert int(float(row["n_pixels"])) == int(ours["n_pixels"]) > 1500
+    for name in ("abs_rel", "rmse", "mae", "delta1"):
+        assert float(row[name]) == pytest.approx(ours[name], rel=1e-5), name
+
+
+def test_depthlab_runs_with_resize_mode_auto(rng, kitti, tiny_pipeline):
+    import torch
+
+    calib = parse_kitti_calib(kitti.calib)
+    sparse = scan_to_depth(kitti.scan(rng, 400), calib, 100, 80)
+    rgb = rng.integers(0, 256, (80, 100, 3), dtype=np.uint8)
+    output = complete_lidar(rgb, sparse, method=tiny_pipeline,
+                            depthlab_options={"num_inference_steps": 2, "strength": 0.5, "processing_resolution": 32})  # fmt: skip
+    assert output.method == "depthlab" and output.depth.shape == (80, 100)
+    # resize_mode="auto" saw that a nearest resize would drop sparse points and preserved them
+    assert output.info["resize_mode"] == ["preserve"]
+    assert not torch.is_tensor(output.depth)
