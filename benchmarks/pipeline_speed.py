@@ -74,7 +74,7 @@ def build_full_pipeline(dtype, device):
 
     from depthlab import DepthLabPipeline
     from depthlab.models.components import ImageProjection, remove_output_head
-    from depthlab.pipeline import MARIGOLD_SCHEDULER_CONFIG
+    from depthlab.models.tiny import MARIGOLD_SCHEDULER_CONFIG
 
     generator = torch.Generator().manual_seed(0)
 
@@ -119,7 +119,7 @@ def measure(resolution: int, dtype_name: str, device_name: str, repeats: int) ->
     import torch
 
     from depthlab import preprocessing
-    from depthlab.pipeline import resolve_dtype
+    from depthlab.models.loading import resolve_dtype
 
     torch.manual_seed(0)
     device, dtype = torch.device(device_name), resolve_dtype(dtype_name)

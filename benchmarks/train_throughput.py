@@ -23,13 +23,15 @@ from pathlib import Path
 
 import torch
 
+from depthlab.models.loading import resolve_dtype
+
 
 def build_models(tiny: bool, dtype: torch.dtype, device: torch.device):
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from depthlab.models.components import ImageProjection, remove_output_head
-    from depthlab.pipeline import (
+    from depthlab.models.tiny import (
         MARIGOLD_SCHEDULER_CONFIG,
         TINY_CLIP_VISION_CONFIG,
         TINY_UNET_CONFIG,
@@ -78,7 +80,7 @@ def main() -> None:
     tiny = args.tiny or device.type == "cpu"
     if tiny and not args.tiny:
         print("no GPU: running the tiny models (pass --device cuda on a GPU machine for the full size)")
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    dtype = resolve_dtype(args.dtype)
     vae, reference, estimation, clip, projection, scheduler_config = build_models(tiny, dtype, device)
     module = DepthLabTrainModule(reference, estimation, projection).to(device).train()
     if args.gradient_checkpointing:
@@ -91,7 +93,7 @@ def main() -> None:
     height, width = args.size
     generator = torch.Generator().manual_seed(0)
     batch = {
-        "rgb_norm": torch.rand(args.batch, 3, height, width, generator=generator) * 2 - 1,
+        "rgb": torch.randint(0, 256, (args.batch, height, width, 3), generator=generator, dtype=torch.uint8),
         "depth_norm": torch.rand(args.batch, 1, height, width, generator=generator) * 2 - 1,
         "masked_depth": torch.rand(args.batch, 1, height, width, generator=generator) * 2 - 1,
         "unknown": (torch.rand(args.batch, 1, height, width, generator=generator) < 0.5).float(),

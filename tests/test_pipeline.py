@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from depthlab import DepthLabPipeline, preprocessing  # noqa: E402
-from depthlab.pipeline import check_device_dtype, resolve_dtype  # noqa: E402
+from depthlab.models.loading import check_device_dtype, resolve_dtype  # noqa: E402
 
 STEPS = dict(num_inference_steps=4, processing_resolution=64, show_progress_bar=False)
 
@@ -221,10 +221,17 @@ def test_guidance_above_one_needs_text_encoder(pipe: DepthLabPipeline) -> None:
 
 def test_dtype_resolution_and_device_check(monkeypatch) -> None:
     assert resolve_dtype("bf16") is torch.bfloat16 and resolve_dtype(None) is torch.float32
-    with pytest.raises(TypeError, match="torch_dtype"):
+    assert resolve_dtype("torch.Float16") is torch.float16 and resolve_dtype(None, default=None) is None
+    with pytest.raises(ValueError, match="`torch_dtype`='float64'"):
         resolve_dtype("float64")
-    with pytest.raises(TypeError, match="torch_dtype"):
+    with pytest.raises(ValueError, match="`export.dtype`='fp61'"):
+        resolve_dtype("fp61", name="export.dtype")
+    with pytest.raises(ValueError, match="torch_dtype.*int8"):
         resolve_dtype(torch.int8)
+    with pytest.raises(TypeError, match="torch_dtype"):
+        resolve_dtype(16)
+    with pytest.raises(ValueError, match="bf61"):
+        DepthLabPipeline.from_pretrained("unused", torch_dtype="bf61")
 
     def unsupported(*args, **kwargs):
         raise RuntimeError('"slow_conv2d_cpu" not implemented for \'Half\'')
@@ -273,3 +280,70 @@ def test_errors_name_the_argument(pipe: DepthLabPipeline, name: str) -> None:
     overrides, error, pattern = ERROR_CASES[name]
     with pytest.raises(error, match=pattern):
         _call(pipe, **overrides)
+
+
+LATE_OPTIONS = {
+    "resize_mode": "crop",
+    "fill_mode": "slow",
+    "timestep_spacing": "uniform",
+    "output_type": "pil",
+    "preserve_known": "paste",
+    "noise": torch.zeros(1, 4, 5, 5),
+    "generator": [torch.Generator(), torch.Generator()],
+    "latents": torch.zeros(1, 4, 6, 8),
+}
+
+
+@pytest.mark.parametrize("option", list(LATE_OPTIONS))
+def test_every_option_is_checked_before_any_work(pipe: DepthLabPipeline, option: str, monkeypatch) -> None:
+    def no_work(*args, **kwargs):
+        raise AssertionError(f"pre-processing started before `{option}` was checked")
+
+    monkeypatch.setattr(preprocessing, "prepare_input", no_work)
+    monkeypatch.setattr(preprocessing, "nearest_fill", no_work)
+    with pytest.raises((ValueError, TypeError), match=option):
+        _call(pipe, **{option: LATE_OPTIONS[option]})
+
+
+def test_prepare_input_is_pure_and_matches_the_pipeline(pipe: DepthLabPipeline) -> None:
+    rgb, depth, known = make_scene(44, 60)
+    copies = [rgb.copy(), depth.copy(), known.copy()]
+    a = preprocessing.prepare_input(rgb, depth, known, 64)
+    b = preprocessing.prepare_input(rgb, depth, known, 64)
+    for before, after in zip(copies, (rgb, depth, known), strict=True):
+        np.testing.assert_array_equal(before, after)  # inputs untouched
+    np.testing.assert_array_equal(a.masked_filled, b.masked_filled)
+    assert a.normalized.shape == (48, 64) and a.latent_size == (6, 8) and a.resized.size == (46, 64)
+    assert preprocessing.latent_size(44, 60, 64) == a.latent_size
+    np.testing.assert_array_equal(a.masked_filled[a.resized.known_mask], a.normalized[a.resized.known_mask])
+    out = run(pipe, rgb, depth, known, generator=torch.Generator().manual_seed(0))
+    assert out.info["processing_size"] == [list(a.resized.size)]
+    assert out.info["known_range"] == [(float(a.lo), float(a.hi))]
+    with pytest.raises(ValueError, match="fill_mode"):
+        preprocessing.prepare_input(rgb, depth, known, 64, fill_mode="slow")
+    with pytest.raises(ValueError, match="refine"):
+        preprocessing.prepare_input(rgb, np.where(known, depth, np.nan), known, 64, refine=True)
+
+
+def test_building_a_pipeline_leaves_the_unets_alone_until_a_call() -> None:
+    from depthlab.models.reference_attention import ReferenceReadProcessor
+    from depthlab.models.tiny import tiny_components
+
+    components = tiny_components(seed=0)
+    unets = (components["reference_unet"], components["estimation_unet"])
+    before = [dict(unet.attn_processors) for unet in unets]
+    pipeline = DepthLabPipeline(**components)
+    for unet, old in zip(unets, before, strict=True):
+        assert all(unet.attn_processors[name] is processor for name, processor in old.items())
+    rgb, depth, known = make_scene()
+    out = run(pipeline, rgb, depth, known, generator=torch.Generator().manual_seed(0))
+    assert np.isfinite(out.depth).all()
+    for unet, old in zip(unets, before, strict=True):  # the call put the processors back
+        assert all(unet.attn_processors[name] is processor for name, processor in old.items())
+    # Installed for good, a call leaves them installed; the result does not depend on it.
+    pipeline.reference_attention.install()
+    again = run(pipeline, rgb, depth, known, generator=torch.Generator().manual_seed(0))
+    assert isinstance(unets[1].attn_processors[pipeline.reference_attention.names[0]], ReferenceReadProcessor)
+    np.testing.assert_array_equal(out.depth, again.depth)
+    pipeline.reference_attention.uninstall()
+    assert all(unets[1].attn_processors[name] is processor for name, processor in before[1].items())

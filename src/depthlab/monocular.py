@@ -60,21 +60,9 @@ def detect_backend(model: str | Path) -> str:
 
 
 def _torch_dtype(value: Any) -> Any:
-    import torch
+    from depthlab.models.loading import resolve_dtype
 
-    if value is None or isinstance(value, torch.dtype):
-        return value
-    names = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-    }
-    if str(value) not in names:
-        raise ValueError(f"`torch_dtype` must be one of {sorted(names)}; got {value!r}")
-    return names[str(value)]
+    return resolve_dtype(value, default=None)
 
 
 def _transformers_predictor(

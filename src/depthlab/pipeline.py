@@ -34,106 +34,29 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
-from transformers import CLIPConfig, CLIPVisionConfig, CLIPVisionModelWithProjection
+from transformers import CLIPVisionModelWithProjection
 
 from depthlab import inputs as input_checks
 from depthlab import postprocessing, preprocessing
-from depthlab.models.components import REFERENCE_HEAD_PREFIXES, ImageProjection, remove_output_head
+from depthlab.models import conditioning, loading
+from depthlab.models.components import ImageProjection
 from depthlab.models.loading import (
-    CLIP_TEXT_PREFIXES,
-    CheckpointError,
     CheckpointPaths,
     CheckpointSource,
-    build_from_config,
-    load_component_weights,
-    load_state_dict_file,
-    load_strict,
-    resolve_checkpoints,
+    check_device_dtype,
+    clip_image_processor,
+    resolve_dtype,
 )
 from depthlab.models.reference_attention import ReferenceAttention
+from depthlab.models.tiny import tiny_components
 from depthlab.outputs import DepthLabOutput
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DepthLabPipeline", "resolve_dtype", "check_device_dtype", "clip_image_processor", "load_clip_vision"]
+__all__ = ["DepthLabPipeline"]
 
-_DTYPE_ALIASES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
 _FORMAT_VERSION = 1
 _PRESERVE_MODES = ("none", "exact", "smooth")
-
-
-def clip_image_processor() -> Any:
-    """``CLIPImageProcessor()`` with its built-in defaults (the Pillow implementation)."""
-    try:  # transformers >= 5: the Pillow backend has its own class
-        from transformers import CLIPImageProcessorPil
-
-        return CLIPImageProcessorPil()
-    except ImportError:
-        from transformers import CLIPImageProcessor
-
-        return CLIPImageProcessor()
-
-
-def resolve_dtype(torch_dtype: torch.dtype | str | None) -> torch.dtype:
-    """``torch.float32``/``"fp16"``/``"bf16"``/... -> a floating ``torch.dtype`` (None -> float32)."""
-    if torch_dtype is None:
-        return torch.float32
-    if isinstance(torch_dtype, str):
-        key = torch_dtype.lower().removeprefix("torch.")
-        if key not in _DTYPE_ALIASES:
-            raise TypeError(
-                f"`torch_dtype`={torch_dtype!r} is not a known dtype; use one of {sorted(_DTYPE_ALIASES)}"
-            )
-        return _DTYPE_ALIASES[key]
-    if not isinstance(torch_dtype, torch.dtype) or torch_dtype not in _DTYPE_ALIASES.values():
-        raise TypeError(
-            f"`torch_dtype` must be torch.float32, torch.float16 or torch.bfloat16; got {torch_dtype!r}"
-        )
-    return torch_dtype
-
-
-def check_device_dtype(device: torch.device, dtype: torch.dtype) -> None:
-    """Raise ``ValueError`` when ``device`` cannot run the pipeline's operations in ``dtype``."""
-    try:
-        x = torch.randn(1, 8, 8, 8, device=device).to(dtype)
-        x = torch.nn.functional.conv2d(x, torch.randn(8, 8, 3, 3, device=device).to(dtype), padding=1)
-        x = torch.nn.functional.group_norm(x, 4)
-        q = x.flatten(2).transpose(1, 2)[:, None]
-        torch.nn.functional.scaled_dot_product_attention(q, q, q)
-        torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
-    except (RuntimeError, TypeError, NotImplementedError) as error:
-        raise ValueError(
-            f"`torch_dtype`={dtype} is not supported on device {device!s} ({error}); "
-            "use torch.float32 (or bfloat16 on CPU)"
-        ) from None
-
-
-@dataclass
-class _Item:
-    """One input image after pre-processing (numpy, processing resolution, padded to x8)."""
-
-    index: int
-    rgb: np.ndarray  # uint8 [H, W, 3], input size
-    depth: np.ndarray  # float32 [H, W], input units
-    known_mask: np.ndarray  # bool [H, W]
-    resized: preprocessing.ResizedInputs
-    normalized: np.ndarray  # float32 [H8, W8] in [-s, s]
-    masked_filled: np.ndarray  # float32 [H8, W8]
-    lo: np.float32
-    hi: np.float32
-
-    @property
-    def latent_hw(self) -> tuple[int, int]:
-        return self.normalized.shape[0] // 8, self.normalized.shape[1] // 8
 
 
 class DepthLabPipeline(DiffusionPipeline):
@@ -149,6 +72,11 @@ class DepthLabPipeline(DiffusionPipeline):
         scheduler: ``DDIMScheduler`` (v-prediction).
         image_processor: CLIP image processor (shortest side 224, centre crop, CLIP mean/std).
         text_encoder, tokenizer: optional; only used for ``guidance_scale > 1``.
+
+    Building the pipeline does not touch the modules it is given. Each call installs the
+    reference-attention processors (:attr:`reference_attention`) on the two U-Nets for its
+    duration and puts back the ones they had; ``pipe.reference_attention.install()`` installs them
+    for good (``uninstall()`` restores), as do its ``capture()`` and ``set_features()``.
     """
 
     model_cpu_offload_seq = "image_encoder->image_projection->vae->reference_unet->estimation_unet->vae"
@@ -228,11 +156,8 @@ class DepthLabPipeline(DiffusionPipeline):
         dtype = resolve_dtype(torch_dtype)
         device = torch.device(device) if device is not None else torch.device("cpu")
         check_device_dtype(device, dtype)
-        paths = resolve_checkpoints(source, with_text_encoder=load_text_encoder)
-        if paths.layout == "original":
-            components = _load_original_layout(paths, load_text_encoder, dtype)
-        else:
-            components = _load_depthlab_layout(paths.root, load_text_encoder, dtype)
+        paths = loading.resolve_checkpoints(source, with_text_encoder=load_text_encoder)
+        components = loading.load_pipeline_components(paths, load_text_encoder, dtype)
         unconditional = components.pop("unconditional_context", None)
         pipe = cls(**components, reference_fp16_rounding=reference_fp16_rounding)
         pipe._checkpoint_paths = paths
@@ -246,23 +171,7 @@ class DepthLabPipeline(DiffusionPipeline):
         Same configuration as the golden test checkpoints: VAE channels (16, 32, 32, 32), U-Net
         channels (8, 16, 32, 32) with 1024-d cross-attention, a 2-layer CLIP vision tower.
         """
-        with torch.random.fork_rng(devices=[]):  # module initialisation draws from the global RNG
-            torch.manual_seed(seed)
-            vae = AutoencoderKL(**TINY_VAE_CONFIG)
-            unets = [UNet2DConditionModel(**{**TINY_UNET_CONFIG, "in_channels": c}) for c in (4, 12)]
-            remove_output_head(unets[0])
-            image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_CLIP_VISION_CONFIG))
-            projection = ImageProjection(1024, 1024)
-        scheduler = DDIMScheduler(**MARIGOLD_SCHEDULER_CONFIG)
-        return cls(
-            vae,
-            unets[0],
-            unets[1],
-            image_encoder,
-            projection,
-            scheduler,
-            reference_fp16_rounding=reference_fp16_rounding,
-        )
+        return cls(**tiny_components(seed), reference_fp16_rounding=reference_fp16_rounding)
 
     def save_pretrained(
         self, save_directory: str | Path, dtype: torch.dtype | str | None = None, overwrite: bool = False
@@ -338,9 +247,7 @@ class DepthLabPipeline(DiffusionPipeline):
     @torch.no_grad()
     def encode_to_latent(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W]`` in [-1, 1] -> latent ``[B, 4, H/8, W/8]`` (posterior mean x scaling)."""
-        moments = self.vae.quant_conv(self.vae.encoder(x.to(self.vae.dtype)))
-        mean = moments[:, : moments.shape[1] // 2]
-        return mean * self.vae.config.scaling_factor
+        return conditioning.encode_latent(self.vae, x)
 
     @torch.no_grad()
     def decode_from_latent(self, latent: torch.Tensor) -> torch.Tensor:
@@ -375,12 +282,16 @@ class DepthLabPipeline(DiffusionPipeline):
                 "which this pipeline does not have; load with `load_text_encoder=True` from a "
                 "checkpoint that contains them"
             )
-        text_encoder, tokenizer = _load_text_encoder(folder)
+        text_encoder, tokenizer = loading.load_text_encoder(folder)
         self.register_modules(text_encoder=text_encoder.to(self.device, self.dtype), tokenizer=tokenizer)
 
     # ------------------------------------------------------------------ inference
     def check_inputs(
         self,
+        image: Any,
+        depth: Any,
+        known_mask: Any,
+        *,
         num_inference_steps: int,
         processing_resolution: int,
         strength: float,
@@ -390,9 +301,19 @@ class DepthLabPipeline(DiffusionPipeline):
         batch_size: int,
         output_type: str,
         preserve_known: str,
+        resize_mode: str,
+        fill_mode: str,
         timestep_spacing: str | None,
-    ) -> None:
-        """Validate the scalar arguments; raise ``ValueError``/``TypeError`` naming the argument."""
+        generator: Any,
+        noise: Any,
+        latents: Any,
+    ) -> _CheckedInputs:
+        """Validate every argument before any work; raise ``ValueError``/``TypeError`` naming it.
+
+        Returns the inputs standardised to numpy (``uint8 [H, W, 3]`` RGB, ``float32 [H, W]``
+        depth, ``bool [H, W]`` known mask), one generator per image and the given noise/latents
+        split into ``[1, 4, h, w]`` rows (image-major, member-minor).
+        """
         for name, value, low in (
             ("num_inference_steps", num_inference_steps, 1),
             ("ensemble_size", ensemble_size, 1),
@@ -423,127 +344,70 @@ class DepthLabPipeline(DiffusionPipeline):
             raise ValueError(f"`normalize_scale` must be > 0; got {normalize_scale}")
         if guidance_scale < 1:
             raise ValueError(f"`guidance_scale` must be >= 1; got {guidance_scale}")
-        if output_type not in ("np", "pt"):
-            raise ValueError(f"`output_type` must be 'np' or 'pt'; got {output_type!r}")
-        if preserve_known not in _PRESERVE_MODES:
-            raise ValueError(f"`preserve_known` must be one of {_PRESERVE_MODES}; got {preserve_known!r}")
-        if timestep_spacing not in (None, "leading", "trailing", "linspace"):
+        for name, value, choices in (
+            ("output_type", output_type, ("np", "pt")),
+            ("preserve_known", preserve_known, _PRESERVE_MODES),
+            ("resize_mode", resize_mode, preprocessing.RESIZE_MODES),
+            ("fill_mode", fill_mode, preprocessing.FILL_MODES),
+            ("timestep_spacing", timestep_spacing, (None, "leading", "trailing", "linspace")),
+        ):
+            if value not in choices:
+                raise ValueError(f"`{name}` must be one of {choices}; got {value!r}")
+        if latents is not None and strength < 1:
             raise ValueError(
-                f"`timestep_spacing` must be None, 'leading', 'trailing' or 'linspace'; got {timestep_spacing!r}"
+                "`latents` is the initial latent for strength == 1; with strength < 1 "
+                "the start is the noised depth latent (pass `noise` instead)"
             )
-
-    def _prepare_items(
-        self,
-        image: Any,
-        depth: Any,
-        known_mask: Any,
-        processing_resolution: int,
-        normalize_scale: float,
-        refine: bool,
-        resize_mode: str,
-        fill_mode: str,
-        timings: dict[str, float],
-    ) -> tuple[list[_Item], bool]:
-        """Standardise, check and pre-process every input (numpy). Returns (items, was_batched)."""
-        batched = isinstance(image, (list, tuple))
-        images = list(image) if batched else [image]
-        if batched:
-            if not isinstance(depth, (list, tuple)) or len(depth) != len(images):
-                raise ValueError(
-                    f"`depth` must be a list of the same length as `image` ({len(images)}); got "
-                    f"{type(depth).__name__}{'' if not isinstance(depth, (list, tuple)) else f' of length {len(depth)}'}"
-                )
-            if known_mask is not None and (
-                not isinstance(known_mask, (list, tuple)) or len(known_mask) != len(images)
-            ):
-                raise ValueError(f"`known_mask` must be None or a list of length {len(images)}")
-        if not images:
-            raise ValueError("`image` is an empty list")
-        depths = list(depth) if batched else [depth]
-        masks = (
-            list(known_mask)
-            if batched and known_mask is not None
-            else ([known_mask] if not batched else [None] * len(images))
+        pairs, batched = _standardize_inputs(image, depth, known_mask)
+        latent_sizes = [preprocessing.latent_size(*mask.shape, processing_resolution) for _, _, mask in pairs]
+        return _CheckedInputs(
+            pairs=pairs,
+            batched=batched,
+            generators=_per_image_generators(generator, len(pairs)),
+            noise_rows=self._as_rows(noise, "noise", latent_sizes, ensemble_size),
+            latent_rows=self._as_rows(latents, "latents", latent_sizes, ensemble_size),
         )
-        if fill_mode not in ("exact", "fast"):
-            raise ValueError(f"`fill_mode` must be 'exact' or 'fast'; got {fill_mode!r}")
-        items = []
-        for index, (img, dep, msk) in enumerate(zip(images, depths, masks, strict=True)):
-            rgb = input_checks.to_rgb_uint8(img, name="image")
-            depth_array = input_checks.to_depth_array(dep, name="depth")
-            mask = input_checks.resolve_known_mask(msk, depth_array, name="known_mask")
-            input_checks.check_completion_inputs(rgb, depth_array, mask, index=index if batched else None)
-            start = time.perf_counter()
-            prefilled = (
-                depth_array
-                if refine
-                else preprocessing.nearest_fill(
-                    np.where(mask, depth_array, 0).astype(np.float32), mask, exact=fill_mode == "exact"
-                )
-            )
-            if refine and not np.all(np.isfinite(depth_array)):
-                raise ValueError("`depth` must be finite everywhere with refine=True (it is a full map)")
-            timings["prefill"] += time.perf_counter() - start
-            resized = preprocessing.resize_inputs(rgb, prefilled, mask, processing_resolution, resize_mode)
-            if not resized.known_mask.any():
-                raise ValueError(f"no known pixel is left at processing resolution {resized.size}")
-            normalized, lo, hi = preprocessing.normalize_depth(
-                resized.depth, resized.known_mask, normalize_scale
-            )
-            start = time.perf_counter()
-            masked = np.where(resized.known_mask, normalized, 0).astype(np.float32)
-            filled = preprocessing.linear_fill(masked, resized.known_mask, 0.0, exact=fill_mode == "exact")
-            timings["linear_fill"] += time.perf_counter() - start
-            items.append(_Item(index, rgb, depth_array, mask, resized, normalized, filled, lo, hi))
-        return items, batched
 
     def _as_rows(
-        self, value: Any, name: str, items: list[_Item], ensemble_size: int
+        self, value: Any, name: str, latent_sizes: list[tuple[int, int]], ensemble_size: int
     ) -> list[torch.Tensor] | None:
-        """Split user-given noise/latents into one ``[1, 4, h, w]`` tensor per (item, member) row."""
+        """Split user-given noise/latents into one ``[1, 4, h, w]`` tensor per (image, member) row."""
         if value is None:
             return None
-        n_rows = len(items) * ensemble_size
+        n_images = len(latent_sizes)
+        n_rows = n_images * ensemble_size
         if isinstance(value, (list, tuple)):
-            if len(value) != len(items):
+            if len(value) != n_images:
                 raise ValueError(
-                    f"`{name}` as a list must have one entry per image ({len(items)}); got {len(value)}"
+                    f"`{name}` as a list must have one entry per image ({n_images}); got {len(value)}"
                 )
-            parts = [self._to_tensor(v, name) for v in value]
             rows = []
-            for part, item in zip(parts, items, strict=True):
+            for index, part in enumerate(_to_tensor(v, name) for v in value):
                 part = part.reshape(-1, *part.shape[-3:]) if part.ndim >= 3 else part
                 if part.shape[0] != ensemble_size:
                     raise ValueError(
-                        f"`{name}` for image {item.index} must have {ensemble_size} rows; got {tuple(part.shape)}"
+                        f"`{name}` for image {index} must have {ensemble_size} rows; got {tuple(part.shape)}"
                     )
                 rows.extend(part[i : i + 1] for i in range(ensemble_size))
         else:
-            tensor = self._to_tensor(value, name)
+            tensor = _to_tensor(value, name)
             if tensor.ndim == 3:
                 tensor = tensor[None]
             if tensor.ndim != 4 or tensor.shape[0] != n_rows:
                 raise ValueError(
-                    f"`{name}` must have shape [{n_rows}, 4, h, w] (images x ensemble_size rows); got {tuple(tensor.shape)}"
+                    f"`{name}` must have shape [{n_rows}, 4, h, w] (images x ensemble_size rows); "
+                    f"got {tuple(tensor.shape)}"
                 )
             rows = [tensor[i : i + 1] for i in range(n_rows)]
         for row_index, row in enumerate(rows):
-            item = items[row_index // ensemble_size]
-            expected = (1, self.vae.config.latent_channels, *item.latent_hw)
+            index = row_index // ensemble_size
+            expected = (1, self.vae.config.latent_channels, *latent_sizes[index])
             if tuple(row.shape) != expected:
                 raise ValueError(
-                    f"`{name}` row {row_index} has shape {tuple(row.shape)}; image {item.index} needs "
-                    f"{expected} (processing size {item.resized.size} padded to multiples of 8, / 8)"
+                    f"`{name}` row {row_index} has shape {tuple(row.shape)}; image {index} needs "
+                    f"{expected} (processing size padded to multiples of 8, / 8)"
                 )
         return rows
-
-    @staticmethod
-    def _to_tensor(value: Any, name: str) -> torch.Tensor:
-        if isinstance(value, np.ndarray):
-            return torch.from_numpy(value)
-        if isinstance(value, torch.Tensor):
-            return value
-        raise TypeError(f"`{name}` must be a torch tensor or numpy array; got {type(value).__name__}")
 
     @torch.no_grad()
     def __call__(
@@ -614,96 +478,224 @@ class DepthLabPipeline(DiffusionPipeline):
         Returns:
             :class:`~depthlab.outputs.DepthLabOutput`.
         """
-        # 1. Check arguments and inputs.
-        self.check_inputs(
-            num_inference_steps,
-            processing_resolution,
-            strength,
-            normalize_scale,
-            guidance_scale,
-            ensemble_size,
-            batch_size,
-            output_type,
-            preserve_known,
-            timestep_spacing,
-        )
-        if latents is not None and strength < 1:
-            raise ValueError(
-                "`latents` is the initial latent for strength == 1; with strength < 1 "
-                "the start is the noised depth latent (pass `noise` instead)"
-            )
-        timings: dict[str, float] = defaultdict(float)
-        items, batched = self._prepare_items(
+        # 1. Check every argument and input before any work.
+        checked = self.check_inputs(
             image,
             depth,
             known_mask,
-            processing_resolution,
-            normalize_scale,
-            refine,
-            resize_mode,
-            fill_mode,
-            timings,
+            num_inference_steps=num_inference_steps,
+            processing_resolution=processing_resolution,
+            strength=strength,
+            normalize_scale=normalize_scale,
+            guidance_scale=guidance_scale,
+            ensemble_size=ensemble_size,
+            batch_size=batch_size,
+            output_type=output_type,
+            preserve_known=preserve_known,
+            resize_mode=resize_mode,
+            fill_mode=fill_mode,
+            timestep_spacing=timestep_spacing,
+            generator=generator,
+            noise=noise,
+            latents=latents,
         )
-        noise_rows = self._as_rows(noise, "noise", items, ensemble_size)
-        latent_rows = self._as_rows(latents, "latents", items, ensemble_size)
-        generators = self._per_item_generators(generator, len(items))
-        device, dtype = self._execution_device, self.estimation_unet.dtype
+        timings: dict[str, float] = defaultdict(float)
 
-        # 2. Fixed conditioning: CLIP context per image [N, 1, 1024], optional unconditional one.
-        start = time.perf_counter()
-        context = self.encode_image_condition([item.rgb for item in items]).to(dtype)
-        uncond = self.unconditional_context().to(device, dtype) if guidance_scale > 1 else None
-        timings["conditioning"] += time.perf_counter() - start
-
-        # 3. Timesteps: the last int(N * strength) of the schedule.
-        scheduler = self.scheduler
-        if timestep_spacing is not None:
-            scheduler = DDIMScheduler.from_config(scheduler.config, timestep_spacing=timestep_spacing)
-        scheduler.set_timesteps(num_inference_steps, device=device)
-        kept = min(int(num_inference_steps * strength), num_inference_steps)
-        timesteps = scheduler.timesteps[num_inference_steps - kept :]
-
-        # 4. Noise per row (image-major, member-minor); drawn in that order when not given.
-        rows = [(item, member) for item in items for member in range(ensemble_size)]
-        row_noise, row_init = [], []
-        for row_index, (item, _) in enumerate(rows):
-            shape = (1, self.vae.config.latent_channels, *item.latent_hw)
-            gen = generators[item.index]
-            eps = (
-                noise_rows[row_index]
-                if noise_rows is not None
-                else randn_tensor(shape, generator=gen, device=torch.device("cpu"), dtype=torch.float32)
+        # 2. Prepare (numpy): pre-fill, resize + pad to x8, normalise, linear fill; [H8, W8] each.
+        items = []
+        for rgb, depth_array, mask in checked.pairs:
+            item = preprocessing.prepare_input(
+                rgb, depth_array, mask, processing_resolution, normalize_scale, refine, resize_mode, fill_mode
             )
-            row_noise.append(eps.to(device, dtype))
-            if strength >= 1:
-                init = (
-                    latent_rows[row_index]
-                    if latent_rows is not None
-                    else randn_tensor(shape, generator=gen, device=torch.device("cpu"), dtype=torch.float32)
-                )
-                row_init.append(init.to(device, dtype))
+            for key, seconds in item.seconds.items():
+                timings[key] += seconds
+            items.append(item)
 
-        # 5. Encode every image once: latents [1, 4, h, w] and reference features per image.
-        encoded: dict[int, dict[str, torch.Tensor]] = {}
-        features: dict[int, dict[str, torch.Tensor]] = {}
+        # 3-6 run with the reference-attention processors installed on the U-Nets (restored after).
+        with self.reference_attention.installed():
+            # 3. Encode: CLIP context [N, 1, 1024] (+ unconditional [1, 1, 1024] for guidance); VAE
+            #    latents [1, 4, h, w] and reference features of every image, once.
+            start = time.perf_counter()
+            context = self.encode_image_condition([item.rgb for item in items]).to(self.estimation_unet.dtype)
+            uncond = None
+            if guidance_scale > 1:
+                uncond = self.unconditional_context().to(self._execution_device, self.estimation_unet.dtype)
+            timings["conditioning"] += time.perf_counter() - start
+            start = time.perf_counter()
+            encoded, features = self._encode_items(items, context, need_depth_latent=strength < 1 or blend)
+            timings["encode"] += time.perf_counter() - start
+
+            # 4. Timesteps: the last int(N * strength) of the schedule.
+            scheduler = self.scheduler
+            if timestep_spacing is not None:
+                scheduler = DDIMScheduler.from_config(scheduler.config, timestep_spacing=timestep_spacing)
+            scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+            kept = min(int(num_inference_steps * strength), num_inference_steps)
+            timesteps = scheduler.timesteps[num_inference_steps - kept :]
+
+            # 5. Draw noise: rows (image, member), image-major; [1, 4, h, w] each.
+            rows = [(index, member) for index in range(len(items)) for member in range(ensemble_size)]
+            row_noise, row_init = self._draw_noise(items, rows, checked, strength)
+
+            # 6. Denoise rows in chunks of `batch_size` rows of equal latent size -> [1, 4, h, w] each.
+            start = time.perf_counter()
+            final_latents = self._denoise(
+                scheduler,
+                timesteps,
+                items,
+                rows,
+                encoded,
+                features,
+                context,
+                uncond,
+                row_noise,
+                row_init,
+                strength=strength,
+                blend=blend,
+                guidance_scale=guidance_scale,
+                batch_size=batch_size,
+                show_progress_bar=show_progress_bar,
+            )
+            timings["denoise"] += time.perf_counter() - start
+
+        # 7. Decode each row: [1, 4, h, w] -> [H8, W8] -> crop, depth units, input size [H, W].
         start = time.perf_counter()
-        for item in items:
-            encoded[item.index] = self._encode_item(item, need_depth_latent=strength < 1 or blend)
+        members: list[list[np.ndarray]] = [[] for _ in items]
+        for (index, _), latent in zip(rows, final_latents, strict=True):
+            members[index].append(self._decode_row(items[index], latent, normalize_scale))
+        timings["decode"] += time.perf_counter() - start
+
+        # 8. Aggregate the ensemble: [E, H, W] -> mean [H, W], std [H, W] (E > 1).
+        stacks = [np.stack(member_depths) for member_depths in members]  # [E, H, W] float64 each
+        means = [stack.mean(axis=0) for stack in stacks]
+        uncertainties = (
+            [stack.std(axis=0).astype(np.float32) for stack in stacks] if ensemble_size > 1 else None
+        )
+
+        # 9. Postprocess: optionally keep the known depth, pack the output.
+        depths = [
+            postprocessing.preserve_known_depth(mean, item.depth, item.known_mask, preserve_known).astype(
+                np.float32
+            )
+            for mean, item in zip(means, items, strict=True)
+        ]
+        info = {
+            "processing_size": [list(item.resized.size) for item in items],
+            "resize_mode": [item.resized.resize_mode for item in items],
+            "known_range": [(float(item.lo), float(item.hi)) for item in items],
+            "timesteps": [int(t) for t in timesteps],
+            "seconds": dict(timings),
+        }
+        latent_out = None
+        if output_latent:
+            shapes = {tuple(x.shape) for x in final_latents}
+            latent_out = torch.cat(final_latents) if len(shapes) == 1 else list(final_latents)
+        batched = checked.batched
+        return DepthLabOutput(
+            depth=_pack(depths, batched, output_type),
+            known_mask=_pack([item.known_mask for item in items], batched, output_type),
+            uncertainty=_pack(uncertainties, batched, output_type) if uncertainties is not None else None,
+            latent=latent_out,
+            method="depthlab",
+            info=info,
+        )
+
+    # ------------------------------------------------------------------ stages of __call__
+    def _encode_items(
+        self, items: list[preprocessing.PreparedInput], context: torch.Tensor, need_depth_latent: bool
+    ) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+        """VAE latents and reference features of every image (see :meth:`_encode_item`)."""
+        device = self._execution_device
+        encoded, features = [], []
+        for index, item in enumerate(items):
+            latents = self._encode_item(item, need_depth_latent)
             with self.reference_attention.capture():
                 self.reference_unet(
-                    encoded[item.index]["rgb"],
+                    latents["rgb"],  # [1, 4, h, w]
                     torch.zeros((), dtype=torch.long, device=device),
-                    encoder_hidden_states=context[item.index : item.index + 1],
+                    encoder_hidden_states=context[index : index + 1],  # [1, 1, 1024]
                 )
-            features[item.index] = self.reference_attention.features
+            encoded.append(latents)
+            features.append(self.reference_attention.features)
         self.reference_attention.clear()
-        timings["encode"] += time.perf_counter() - start
+        return encoded, features
 
-        # 6. Denoise rows in chunks of `batch_size` rows of equal latent size.
+    def _encode_item(
+        self, item: preprocessing.PreparedInput, need_depth_latent: bool
+    ) -> dict[str, torch.Tensor]:
+        """VAE latents of one item (each ``[1, 4, h, w]``) and its latent-size unknown mask ``[1, 1, h, w]``."""
+        device, dtype = self._execution_device, self.vae.dtype
+        unknown = ~item.resized.known_mask  # [H8, W8], True = unknown, the model's mask input
+        latents = conditioning.encode_conditioning(
+            self.vae,
+            item.resized.rgb,
+            unknown,
+            item.masked_filled,
+            item.normalized if need_depth_latent else None,
+            device=device,
+        )
+        unknown_down = torch.nn.functional.interpolate(
+            torch.from_numpy(unknown.astype(np.float32))[None, None], size=item.latent_size, mode="nearest"
+        ).to(device, dtype)  # [1, 1, h, w]
+        return {
+            "rgb": latents.rgb,
+            "mask": latents.mask,
+            "masked_depth": latents.masked_depth,
+            "depth": latents.depth if latents.depth is not None else latents.rgb,
+            "unknown_down": unknown_down,
+        }
+
+    def _draw_noise(
+        self,
+        items: list[preprocessing.PreparedInput],
+        rows: list[tuple[int, int]],
+        checked: _CheckedInputs,
+        strength: float,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Noise per row (and the initial latent for ``strength == 1``), drawn in row order on CPU."""
+        device, dtype = self._execution_device, self.estimation_unet.dtype
+        cpu = torch.device("cpu")
+        row_noise, row_init = [], []
+        for row_index, (index, _) in enumerate(rows):
+            shape = (1, self.vae.config.latent_channels, *items[index].latent_size)
+            gen = checked.generators[index]
+            if checked.noise_rows is not None:
+                eps = checked.noise_rows[row_index]
+            else:
+                eps = randn_tensor(shape, generator=gen, device=cpu, dtype=torch.float32)
+            row_noise.append(eps.to(device, dtype))
+            if strength >= 1:
+                if checked.latent_rows is not None:
+                    init = checked.latent_rows[row_index]
+                else:
+                    init = randn_tensor(shape, generator=gen, device=cpu, dtype=torch.float32)
+                row_init.append(init.to(device, dtype))
+        return row_noise, row_init
+
+    def _denoise(
+        self,
+        scheduler: DDIMScheduler,
+        timesteps: torch.Tensor,
+        items: list[preprocessing.PreparedInput],
+        rows: list[tuple[int, int]],
+        encoded: list[dict[str, torch.Tensor]],
+        features: list[dict[str, torch.Tensor]],
+        context: torch.Tensor,
+        uncond: torch.Tensor | None,
+        row_noise: list[torch.Tensor],
+        row_init: list[torch.Tensor],
+        *,
+        strength: float,
+        blend: bool,
+        guidance_scale: float,
+        batch_size: int,
+        show_progress_bar: bool,
+    ) -> list[torch.Tensor]:
+        """DDIM loop over chunks of rows; returns the final latent ``[1, 4, h, w]`` of every row."""
         final_latents: list[torch.Tensor | None] = [None] * len(rows)
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for row_index, (item, _) in enumerate(rows):
-            groups[item.latent_hw].append(row_index)
+        for row_index, (index, _) in enumerate(rows):
+            groups[items[index].latent_size].append(row_index)
         chunks = [
             indices[i : i + batch_size]
             for indices in groups.values()
@@ -715,24 +707,22 @@ class DepthLabPipeline(DiffusionPipeline):
             disable=not show_progress_bar,
             leave=False,
         )
-        start = time.perf_counter()
         for chunk in chunks:
-            chunk_items = [rows[i][0] for i in chunk]
-            self._set_chunk_features(chunk_items, features)
-            enc = {
-                key: torch.cat([encoded[it.index][key] for it in chunk_items])
-                for key in encoded[chunk_items[0].index]
-            }
-            eps = torch.cat([row_noise[i] for i in chunk])
-            ctx = torch.cat([context[it.index : it.index + 1] for it in chunk_items])
+            indices = [rows[i][0] for i in chunk]
+            self._set_chunk_features(indices, features)
+            enc = {key: torch.cat([encoded[i][key] for i in indices]) for key in encoded[indices[0]]}
+            eps = torch.cat([row_noise[i] for i in chunk])  # [B, 4, h, w]
+            ctx = torch.cat([context[i : i + 1] for i in indices])  # [B, 1, 1024]
             if strength < 1:
                 latent = scheduler.add_noise(enc["depth"], eps, timesteps[:1])
             else:
                 latent = torch.cat([row_init[i] for i in chunk])
             unknown = enc["unknown_down"]  # [B, 1, h, w], 1 = unknown
             for step, t in enumerate(timesteps):
-                unet_input = torch.cat([latent, enc["mask"], enc["masked_depth"]], dim=1)  # [B, 12, h, w]
-                v_pred = self.estimation_unet(unet_input, t, encoder_hidden_states=ctx).sample
+                unet_input = conditioning.estimation_input(
+                    latent, enc["mask"], enc["masked_depth"]
+                )  # [B, 12, h, w]
+                v_pred = self.estimation_unet(unet_input, t, encoder_hidden_states=ctx).sample  # [B, 4, h, w]
                 if uncond is not None:
                     with self.reference_attention.disabled():
                         v_uncond = self.estimation_unet(
@@ -748,92 +738,10 @@ class DepthLabPipeline(DiffusionPipeline):
                 final_latents[row_index] = latent[position : position + 1]
         progress.close()
         self.reference_attention.clear()
-        timings["denoise"] += time.perf_counter() - start
+        return final_latents
 
-        # 7. Decode, back to depth units and input size, aggregate the ensemble.
-        start = time.perf_counter()
-        member_depths: dict[int, list[np.ndarray]] = defaultdict(list)
-        for row_index, (item, _) in enumerate(rows):
-            decoded = self.decode_from_latent(final_latents[row_index])[0, 0]  # [H8, W8]
-            height, width = item.resized.size
-            prediction = decoded[:height, :width].cpu().numpy()
-            denorm = postprocessing.denormalize_depth(prediction, item.lo, item.hi, normalize_scale)
-            member_depths[item.index].append(postprocessing.resize_to_input(denorm, item.depth.shape))
-        timings["decode"] += time.perf_counter() - start
-
-        depths, uncertainties, masks = [], [], []
-        for item in items:
-            stack = np.stack(member_depths[item.index])  # [E, H, W] float64
-            mean = stack.mean(axis=0)
-            mean = postprocessing.preserve_known_depth(mean, item.depth, item.known_mask, preserve_known)
-            depths.append(mean.astype(np.float32))
-            uncertainties.append(stack.std(axis=0).astype(np.float32) if ensemble_size > 1 else None)
-            masks.append(item.known_mask)
-
-        info = {
-            "processing_size": [list(item.resized.size) for item in items],
-            "resize_mode": [item.resized.resize_mode for item in items],
-            "known_range": [(float(item.lo), float(item.hi)) for item in items],
-            "timesteps": [int(t) for t in timesteps],
-            "seconds": dict(timings),
-        }
-        latent_out = None
-        if output_latent:
-            shapes = {tuple(x.shape) for x in final_latents}
-            latent_out = torch.cat(final_latents) if len(shapes) == 1 else list(final_latents)
-        return DepthLabOutput(
-            depth=_pack(depths, batched, output_type),
-            known_mask=_pack(masks, batched, output_type),
-            uncertainty=_pack(uncertainties, batched, output_type) if ensemble_size > 1 else None,
-            latent=latent_out,
-            method="depthlab",
-            info=info,
-        )
-
-    def _per_item_generators(
-        self, generator: torch.Generator | list[torch.Generator] | None, n_items: int
-    ) -> list[torch.Generator | None]:
-        if generator is None or isinstance(generator, torch.Generator):
-            return [generator] * n_items
-        if isinstance(generator, (list, tuple)):
-            if len(generator) != n_items or not all(isinstance(g, torch.Generator) for g in generator):
-                raise ValueError(f"`generator` as a list must hold {n_items} torch.Generator objects")
-            return list(generator)
-        raise TypeError(
-            f"`generator` must be a torch.Generator or a list of them; got {type(generator).__name__}"
-        )
-
-    def _encode_item(self, item: _Item, need_depth_latent: bool) -> dict[str, torch.Tensor]:
-        """VAE latents of one item (each ``[1, 4, h, w]``) and its latent-size unknown mask."""
-        device, dtype = self._execution_device, self.vae.dtype
-
-        def three_channels(array: np.ndarray) -> torch.Tensor:  # [H8, W8] -> [1, 3, H8, W8]
-            return (
-                torch.from_numpy(np.ascontiguousarray(array)).to(device, dtype)[None, None].repeat(1, 3, 1, 1)
-            )
-
-        rgb = torch.from_numpy((item.resized.rgb.astype(np.float64) / 255.0 * 2.0 - 1.0).astype(np.float32))
-        rgb = rgb.permute(2, 0, 1)[None].to(device, dtype)  # [1, 3, H8, W8]
-        unknown = (~item.resized.known_mask).astype(np.float32)  # 1 = unknown, the model's input
-        out = {
-            "rgb": self.encode_to_latent(rgb),
-            "mask": self.encode_to_latent(three_channels(unknown * 2.0 - 1.0)),
-            "masked_depth": self.encode_to_latent(three_channels(item.masked_filled)),
-        }
-        out["depth"] = (
-            self.encode_to_latent(three_channels(item.normalized)) if need_depth_latent else out["rgb"]
-        )
-        h, w = item.latent_hw
-        out["unknown_down"] = torch.nn.functional.interpolate(
-            torch.from_numpy(unknown)[None, None], size=(h, w), mode="nearest"
-        ).to(device, dtype)
-        return out
-
-    def _set_chunk_features(
-        self, chunk_items: list[_Item], features: dict[int, dict[str, torch.Tensor]]
-    ) -> None:
+    def _set_chunk_features(self, indices: list[int], features: list[dict[str, torch.Tensor]]) -> None:
         """Reference features for a chunk: one row if all rows come from one image, else one per row."""
-        indices = [item.index for item in chunk_items]
         if len(set(indices)) == 1:
             self.reference_attention.set_features(features[indices[0]])
         else:
@@ -843,6 +751,82 @@ class DepthLabPipeline(DiffusionPipeline):
                     for name in self.reference_attention.names
                 }
             )
+
+    def _decode_row(
+        self, item: preprocessing.PreparedInput, latent: torch.Tensor, normalize_scale: float
+    ) -> np.ndarray:
+        """Final latent ``[1, 4, h, w]`` -> depth ``[H, W]`` (float64, input units and size)."""
+        decoded = self.decode_from_latent(latent)[0, 0]  # [H8, W8]
+        height, width = item.resized.size
+        prediction = decoded[:height, :width].cpu().numpy()  # [H', W'] in [-s, s]
+        denorm = postprocessing.denormalize_depth(prediction, item.lo, item.hi, normalize_scale)
+        return postprocessing.resize_to_input(denorm, item.depth.shape)
+
+
+@dataclass
+class _CheckedInputs:
+    """What :meth:`DepthLabPipeline.check_inputs` returns."""
+
+    pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # (rgb uint8 [H, W, 3], depth, known_mask)
+    batched: bool
+    generators: list[torch.Generator | None]
+    noise_rows: list[torch.Tensor] | None
+    latent_rows: list[torch.Tensor] | None
+
+
+def _standardize_inputs(
+    image: Any, depth: Any, known_mask: Any
+) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], bool]:
+    """Images, depths and masks (single or lists) -> checked numpy triples and whether it was a batch."""
+    batched = isinstance(image, (list, tuple))
+    images = list(image) if batched else [image]
+    if batched:
+        if not isinstance(depth, (list, tuple)) or len(depth) != len(images):
+            got = type(depth).__name__
+            if isinstance(depth, (list, tuple)):
+                got += f" of length {len(depth)}"
+            raise ValueError(
+                f"`depth` must be a list of the same length as `image` ({len(images)}); got {got}"
+            )
+        if known_mask is not None and (
+            not isinstance(known_mask, (list, tuple)) or len(known_mask) != len(images)
+        ):
+            raise ValueError(f"`known_mask` must be None or a list of length {len(images)}")
+    if not images:
+        raise ValueError("`image` is an empty list")
+    depths = list(depth) if batched else [depth]
+    if not batched:
+        masks = [known_mask]
+    else:
+        masks = list(known_mask) if known_mask is not None else [None] * len(images)
+    pairs = []
+    for index, (img, dep, msk) in enumerate(zip(images, depths, masks, strict=True)):
+        rgb = input_checks.to_rgb_uint8(img, name="image")
+        depth_array = input_checks.to_depth_array(dep, name="depth")
+        mask = input_checks.resolve_known_mask(msk, depth_array, name="known_mask")
+        input_checks.check_completion_inputs(rgb, depth_array, mask, index=index if batched else None)
+        pairs.append((rgb, depth_array, mask))
+    return pairs, batched
+
+
+def _per_image_generators(generator: Any, n_images: int) -> list[torch.Generator | None]:
+    if generator is None or isinstance(generator, torch.Generator):
+        return [generator] * n_images
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != n_images or not all(isinstance(g, torch.Generator) for g in generator):
+            raise ValueError(f"`generator` as a list must hold {n_images} torch.Generator objects")
+        return list(generator)
+    raise TypeError(
+        f"`generator` must be a torch.Generator or a list of them; got {type(generator).__name__}"
+    )
+
+
+def _to_tensor(value: Any, name: str) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, torch.Tensor):
+        return value
+    raise TypeError(f"`{name}` must be a torch tensor or numpy array; got {type(value).__name__}")
 
 
 def _pack(values: list[Any], batched: bool, output_type: str) -> Any:
@@ -854,199 +838,3 @@ def _pack(values: list[Any], batched: bool, output_type: str) -> Any:
     if len({tuple(v.shape) for v in values}) == 1:
         return torch.stack(values) if output_type == "pt" else np.stack(values)
     return values
-
-
-# ---------------------------------------------------------------------- checkpoint loaders
-def _load_unet(
-    config: dict, in_channels: int, state_dict: dict, source: str, dtype: torch.dtype
-) -> UNet2DConditionModel:
-    """Estimation (12 channels) or reference (4 channels, output head removed) U-Net, strictly."""
-    model = build_from_config(UNet2DConditionModel, {**config, "in_channels": in_channels})
-    if in_channels == 4:
-        remove_output_head(model)
-        return load_strict(model, state_dict, source, ignore_prefixes=REFERENCE_HEAD_PREFIXES, dtype=dtype)
-    return load_strict(model, state_dict, source, dtype=dtype)
-
-
-def load_clip_vision(
-    folder: Path, dtype: torch.dtype, state_dict: dict | None = None
-) -> CLIPVisionModelWithProjection:
-    raw = json.loads((folder / "config.json").read_text())
-    if raw.get("model_type") == "clip" or "vision_config" in raw:
-        full = CLIPConfig.from_pretrained(folder)
-        config = full.vision_config
-        config.projection_dim = full.projection_dim
-    else:
-        config = CLIPVisionConfig.from_pretrained(folder)
-    config._attn_implementation = "sdpa"
-    model = build_from_config(CLIPVisionModelWithProjection, config)
-    if state_dict is None:
-        state_dict = load_component_weights(folder)
-    return load_strict(
-        model,
-        state_dict,
-        f"CLIP image encoder in {str(folder)!r}",
-        ignore_prefixes=CLIP_TEXT_PREFIXES,
-        dtype=dtype,
-    )
-
-
-def _load_text_encoder(folder: Path, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    config = CLIPTextConfig.from_pretrained(folder / "text_encoder")
-    model = build_from_config(CLIPTextModel, config)
-    state = load_component_weights(folder / "text_encoder")
-    if not any(key.startswith("text_model.") for key in model.state_dict()):
-        # transformers >= 5 keeps the text transformer at the top level of CLIPTextModel.
-        state = {key.removeprefix("text_model."): value for key, value in state.items()}
-    load_strict(
-        model,
-        state,
-        f"text encoder in {str(folder)!r}",
-        dtype=dtype,
-    )
-    return model, CLIPTokenizer.from_pretrained(folder / "tokenizer")
-
-
-def _load_original_layout(
-    paths: CheckpointPaths, load_text_encoder: bool, dtype: torch.dtype
-) -> dict[str, Any]:
-    """Components from the original release's folders (strict; DepthLab .pth with weights_only)."""
-    marigold, depthlab = paths.marigold, paths.depthlab
-    vae = build_from_config(AutoencoderKL, AutoencoderKL.load_config(marigold / "vae"))
-    load_strict(
-        vae, load_component_weights(marigold / "vae"), f"VAE in {str(marigold / 'vae')!r}", dtype=dtype
-    )
-    unet_config = dict(UNet2DConditionModel.load_config(marigold / "unet"))
-    reference_unet = _load_unet(
-        unet_config,
-        4,
-        load_state_dict_file(depthlab / "reference_unet.pth"),
-        str(depthlab / "reference_unet.pth"),
-        dtype,
-    )
-    estimation_unet = _load_unet(
-        unet_config,
-        12,
-        load_state_dict_file(depthlab / "denoising_unet.pth"),
-        str(depthlab / "denoising_unet.pth"),
-        dtype,
-    )
-    mapping_state = load_state_dict_file(depthlab / "mapping_layer.pth")
-    weight = mapping_state.get("mapping_layer.weight")
-    if weight is None or weight.ndim != 2:
-        raise CheckpointError(
-            f"{str(depthlab / 'mapping_layer.pth')!r} has no 2-D `mapping_layer.weight`; "
-            f"keys: {sorted(mapping_state)[:8]}"
-        )
-    projection = build_from_config(
-        ImageProjection, {"in_features": weight.shape[1], "out_features": weight.shape[0]}
-    )
-    load_strict(projection, mapping_state, str(depthlab / "mapping_layer.pth"), dtype=dtype)
-    components: dict[str, Any] = {
-        "vae": vae,
-        "reference_unet": reference_unet,
-        "estimation_unet": estimation_unet,
-        "image_encoder": load_clip_vision(paths.clip, dtype),
-        "image_projection": projection,
-        "scheduler": DDIMScheduler.from_pretrained(marigold / "scheduler"),
-        "image_processor": clip_image_processor(),
-    }
-    if load_text_encoder:
-        components["text_encoder"], components["tokenizer"] = _load_text_encoder(marigold, dtype)
-    return components
-
-
-def _load_depthlab_layout(root: Path, load_text_encoder: bool, dtype: torch.dtype) -> dict[str, Any]:
-    """Components from a folder written by :meth:`DepthLabPipeline.save_pretrained`."""
-    from safetensors.torch import load_file
-
-    def weights(name: str) -> dict[str, torch.Tensor]:
-        return load_state_dict_file(root / name / "model.safetensors")
-
-    vae = load_strict(
-        build_from_config(AutoencoderKL, AutoencoderKL.load_config(root / "vae")),
-        weights("vae"),
-        f"{root}/vae",
-        dtype=dtype,
-    )
-    unets = {}
-    for name in ("reference_unet", "estimation_unet"):
-        config = dict(UNet2DConditionModel.load_config(root / name))
-        unets[name] = _load_unet(config, config["in_channels"], weights(name), f"{root}/{name}", dtype)
-    projection = load_strict(
-        build_from_config(ImageProjection, ImageProjection.load_config(root / "image_projection")),
-        weights("image_projection"),
-        f"{root}/image_projection",
-        dtype=dtype,
-    )
-    components: dict[str, Any] = {
-        "vae": vae,
-        **unets,
-        "image_encoder": load_clip_vision(root / "image_encoder", dtype, weights("image_encoder")),
-        "image_projection": projection,
-        "scheduler": DDIMScheduler.from_pretrained(root / "scheduler"),
-        "image_processor": _load_image_processor(root / "image_processor"),
-    }
-    if (root / "unconditional_context.safetensors").is_file():
-        components["unconditional_context"] = load_file(str(root / "unconditional_context.safetensors"))[
-            "context"
-        ]
-    if load_text_encoder and (root / "text_encoder").is_dir():
-        components["text_encoder"], components["tokenizer"] = _load_text_encoder(root, dtype)
-    return components
-
-
-def _load_image_processor(folder: Path) -> Any:
-    processor = clip_image_processor()
-    if (folder / "preprocessor_config.json").is_file():
-        processor = type(processor).from_pretrained(folder)
-    return processor
-
-
-# ---------------------------------------------------------------------- tiny configurations
-MARIGOLD_SCHEDULER_CONFIG = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "clip_sample": False,
-    "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction",
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-    "trained_betas": None,
-}
-TINY_VAE_CONFIG = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "latent_channels": 4,
-    "layers_per_block": 1,
-    "norm_num_groups": 8,
-    "block_out_channels": (16, 32, 32, 32),
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-}
-TINY_UNET_CONFIG = {
-    "block_out_channels": (8, 16, 32, 32),
-    "layers_per_block": 1,
-    "attention_head_dim": (1, 2, 4, 4),
-    "norm_num_groups": 4,
-    "cross_attention_dim": 1024,
-    "use_linear_projection": True,
-    "out_channels": 4,
-    "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-}
-TINY_CLIP_VISION_CONFIG = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "patch_size": 14,
-    "image_size": 224,
-    "projection_dim": 1024,
-    "hidden_act": "gelu",
-}

@@ -7,6 +7,7 @@ Every function here reproduces one step of the original DepthLab release exactly
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,6 +30,11 @@ __all__ = [
     "pad_to_multiple",
     "ResizedInputs",
     "resize_inputs",
+    "PreparedInput",
+    "prepare_input",
+    "latent_size",
+    "RESIZE_MODES",
+    "FILL_MODES",
 ]
 
 ResizeMode = Literal["auto", "nearest", "preserve"]
@@ -289,3 +295,104 @@ def _fraction_of_known_lost(known_mask: np.ndarray, resized_mask: np.ndarray) ->
     cell_r = np.clip(((rows + 0.5) * new_height / height).astype(np.int64), 0, new_height - 1)
     cell_c = np.clip(((cols + 0.5) * new_width / width).astype(np.int64), 0, new_width - 1)
     return float(np.mean(~resized_mask[cell_r, cell_c]))
+
+
+FillMode = Literal["exact", "fast"]
+RESIZE_MODES = ("auto", "nearest", "preserve")
+FILL_MODES = ("exact", "fast")
+
+
+@dataclass
+class PreparedInput:
+    """One image pair after the pipeline's numpy pre-processing (``spec/inference.md`` steps 1-7).
+
+    Attributes:
+        rgb: uint8 ``[H, W, 3]``, input size (the CLIP image encoder sees this).
+        depth: float32 ``[H, W]``, input depth in its units (values at unknown pixels unused).
+        known_mask: bool ``[H, W]``, True = known.
+        resized: the item at processing resolution, padded to multiples of 8 (``[H8, W8]``).
+        normalized: float32 ``[H8, W8]``, pre-filled depth mapped to ``[-s, s]`` by the known range.
+        masked_filled: float32 ``[H8, W8]``, normalised known depth, linear-filled (0 outside the
+            known hull): the masked-depth input.
+        lo, hi: known depth range (input units) used for the normalisation.
+        seconds: time spent in the pre-fill and the linear fill.
+    """
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    known_mask: np.ndarray
+    resized: ResizedInputs
+    normalized: np.ndarray
+    masked_filled: np.ndarray
+    lo: np.float32
+    hi: np.float32
+    seconds: dict[str, float]
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        """``(h, w) = (H8 / 8, W8 / 8)``, the latent size."""
+        return self.normalized.shape[0] // 8, self.normalized.shape[1] // 8
+
+
+def latent_size(height: int, width: int, processing_resolution: int) -> tuple[int, int]:
+    """Latent size ``(h, w)`` of an ``height x width`` input: processing size padded to x8, / 8."""
+    new_height, new_width = processing_size(height, width, processing_resolution)
+    return -(-new_height // 8), -(-new_width // 8)
+
+
+def prepare_input(
+    rgb: np.ndarray,
+    depth: np.ndarray,
+    known_mask: np.ndarray,
+    processing_resolution: int,
+    normalize_scale: float = 1.0,
+    refine: bool = False,
+    resize_mode: ResizeMode = "auto",
+    fill_mode: FillMode = "exact",
+) -> PreparedInput:
+    """The pipeline's pre-processing of one checked image pair (pure numpy).
+
+    1. Pre-fill: unknown depth gets the nearest known value (skipped with ``refine``: ``depth``
+       is then a full map).
+    2. Resize RGB, depth and mask to the processing size and pad to multiples of 8
+       (:func:`resize_inputs`).
+    3. Normalise by the known range to ``[-s, s]`` (:func:`normalize_depth`).
+    4. Masked depth: unknown pixels set to 0, then linearly filled (:func:`linear_fill`).
+
+    Args:
+        rgb: uint8 ``[H, W, 3]``.
+        depth: float32 ``[H, W]``; only known pixels are read unless ``refine``.
+        known_mask: bool ``[H, W]``, True = known (at least one known pixel).
+        processing_resolution: longest side at which the model runs; 0 = input size.
+        normalize_scale: ``s``.
+        refine: ``depth`` is a full (rough) map: no pre-fill; it must be finite everywhere.
+        resize_mode: see :func:`resize_inputs`.
+        fill_mode: ``"exact"`` (original pre-fill and Delaunay linear fill) or ``"fast"``.
+
+    Raises:
+        ValueError: a bad option, non-finite depth with ``refine``, or no known pixel left at
+            processing resolution.
+    """
+    if resize_mode not in RESIZE_MODES:
+        raise ValueError(f"`resize_mode` must be one of {RESIZE_MODES}; got {resize_mode!r}")
+    if fill_mode not in FILL_MODES:
+        raise ValueError(f"`fill_mode` must be 'exact' or 'fast'; got {fill_mode!r}")
+    if refine and not np.all(np.isfinite(depth)):
+        raise ValueError("`depth` must be finite everywhere with refine=True (it is a full map)")
+    exact = fill_mode == "exact"
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    if refine:
+        prefilled = depth
+    else:
+        prefilled = nearest_fill(np.where(known_mask, depth, 0).astype(np.float32), known_mask, exact=exact)
+    seconds["prefill"] = time.perf_counter() - start
+    resized = resize_inputs(rgb, prefilled, known_mask, processing_resolution, resize_mode)
+    if not resized.known_mask.any():
+        raise ValueError(f"no known pixel is left at processing resolution {resized.size}")
+    normalized, lo, hi = normalize_depth(resized.depth, resized.known_mask, normalize_scale)
+    start = time.perf_counter()
+    masked = np.where(resized.known_mask, normalized, 0).astype(np.float32)
+    masked_filled = linear_fill(masked, resized.known_mask, 0.0, exact=exact)
+    seconds["linear_fill"] = time.perf_counter() - start
+    return PreparedInput(rgb, depth, known_mask, resized, normalized, masked_filled, lo, hi, seconds)

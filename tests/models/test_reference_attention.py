@@ -17,7 +17,7 @@ from depthlab.models.reference_attention import (  # noqa: E402
     ReferenceReadProcessor,
     ReferenceWriteProcessor,
 )
-from depthlab.pipeline import TINY_UNET_CONFIG  # noqa: E402
+from depthlab.models.tiny import TINY_UNET_CONFIG  # noqa: E402
 
 
 def make_unets(seed: int = 0) -> tuple[UNet2DConditionModel, UNet2DConditionModel]:
@@ -32,6 +32,7 @@ def setup():
     reference, estimation = make_unets()
     plain = copy.deepcopy(estimation)
     fusion = ReferenceAttention(reference, estimation, fp16_rounding=False)
+    fusion.install()
     g = torch.Generator().manual_seed(0)
     inputs = dict(
         rgb_latent=torch.randn(1, 4, 6, 8, generator=g),
@@ -104,3 +105,29 @@ def test_mismatched_unets_are_rejected() -> None:
     other = UNet2DConditionModel(**{**TINY_UNET_CONFIG, "in_channels": 12, "layers_per_block": 2})
     with pytest.raises(ValueError, match="same transformer blocks"):
         ReferenceAttention(reference, other)
+
+
+def test_install_is_explicit_and_uninstall_restores_the_processors() -> None:
+    reference, estimation = make_unets()
+    before = [dict(unet.attn_processors) for unet in (reference, estimation)]
+    fusion = ReferenceAttention(reference, estimation)
+    after_build = [dict(unet.attn_processors) for unet in (reference, estimation)]
+    for old, new in zip(before, after_build, strict=True):  # building touches nothing
+        assert all(new[name] is processor for name, processor in old.items())
+    assert not fusion.is_installed
+    with fusion.installed():
+        assert fusion.is_installed
+        assert isinstance(estimation.attn_processors[fusion.names[0]], ReferenceReadProcessor)
+        assert isinstance(reference.attn_processors[fusion.names[0]], ReferenceWriteProcessor)
+    assert not fusion.is_installed
+    for unet, old in zip((reference, estimation), before, strict=True):
+        assert all(unet.attn_processors[name] is processor for name, processor in old.items())
+    # Two controllers on the same U-Nets nest: the inner one restores the outer one's processors.
+    outer = ReferenceAttention(reference, estimation)
+    outer.install()
+    outer_processors = dict(estimation.attn_processors)
+    with fusion.installed():
+        assert estimation.attn_processors[fusion.names[0]].controller is fusion
+    assert all(estimation.attn_processors[n] is p for n, p in outer_processors.items())
+    outer.uninstall()
+    assert all(estimation.attn_processors[n] is p for n, p in before[1].items())

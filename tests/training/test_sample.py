@@ -30,8 +30,7 @@ def test_sample_contract(seed):
     rng = np.random.default_rng(seed)
     out = make_training_sample(rgb, depth, valid, rng, MIXTURE, (32, 32), AugmentationConfig((0.7, 1.0), 0.5))
     known, valid_out = out["known_mask"], out["valid_mask"]
-    assert out["rgb"].shape == (32, 32, 3) and out["rgb_norm"].shape == (3, 32, 32)
-    assert out["rgb_norm"].min() >= -1 and out["rgb_norm"].max() <= 1
+    assert out["rgb"].shape == (32, 32, 3) and out["rgb"].dtype == np.uint8
     assert not np.any(known & ~valid_out), "known pixels must be valid"
     np.testing.assert_array_equal(out["unknown"], (~known).astype(np.float32))
     a, b = out["target_range"]
@@ -82,10 +81,7 @@ def test_inference_normalization_matches_pipeline():
 
 def test_masked_depth_matches_the_pipeline_inputs():
     """With inference normalisation, the masked-depth input equals what DepthLabPipeline computes."""
-    from collections import defaultdict
-
     from depthlab.data.synthetic import render_scene
-    from depthlab.pipeline import DepthLabPipeline
 
     rgb, depth, _ = render_scene(np.random.default_rng(2), 32, 32)
     valid = np.ones_like(depth, dtype=bool)
@@ -101,11 +97,7 @@ def test_masked_depth_matches_the_pipeline_inputs():
         fill="linear_exact",
     )
     known = out["known_mask"]
-    pipe = DepthLabPipeline.__new__(DepthLabPipeline)  # only the numpy pre-processing is used
-    items, _ = DepthLabPipeline._prepare_items(
-        pipe, rgb, np.where(known, depth, 0), known, 0, 1.0, False, "auto", "exact", defaultdict(float)
-    )
-    item = items[0]
+    item = preprocessing.prepare_input(rgb, np.where(known, depth, 0), known, 0, 1.0)  # the pipeline's
     np.testing.assert_allclose(out["masked_depth"], item.masked_filled, atol=1e-6)
     np.testing.assert_allclose(out["depth_norm"][known], item.normalized[known], atol=1e-6)
     np.testing.assert_array_equal(out["unknown"], (~item.resized.known_mask).astype(np.float32))

@@ -160,3 +160,11 @@ def test_accelerate_launch_two_cpu_processes_matches_accumulation(tiny_config, t
     # (first steps move each weight by about lr = 1e-3 whatever the gradient's size).
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=5e-4, msg=key)
+
+
+def test_misspelt_export_dtype_fails_before_training(tiny_config):
+    """A misspelt `export.dtype` used to export float32 silently after the whole run."""
+    config = tiny_config("bad_dtype", {"export": {"dtype": "fp61"}})
+    with pytest.raises(ValueError, match="`export.dtype`='fp61'"):
+        Trainer(config, show_progress=False)
+    assert not (Path(config["run"]["output_dir"]) / "checkpoints").exists()

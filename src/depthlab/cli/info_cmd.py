@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from depthlab.cli import UserError
+from depthlab.models.hub import ENV_VAR, HUB_IDS
 
 _PACKAGES = (
     "numpy",
@@ -26,11 +27,6 @@ _PACKAGES = (
     "accelerate",
     "safetensors",
 )
-_HUB_IDS = {
-    "marigold": "prs-eth/marigold-depth-v1-0",
-    "clip": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
-    "depthlab": "Johanan0528/DepthLab",
-}
 
 
 def register(subparsers: Any) -> None:
@@ -104,11 +100,11 @@ def run_info(args: argparse.Namespace) -> int:
     print("DepthLab weights are looked for, in order, in:")
     if args.checkpoints:
         print(f"  1. --checkpoints {args.checkpoints}")
-    env = os.environ.get("DEPTHLAB_CHECKPOINTS")
-    print(f"  {'2' if args.checkpoints else '1'}. $DEPTHLAB_CHECKPOINTS = {env or '(not set)'}")
+    env = os.environ.get(ENV_VAR)
+    print(f"  {'2' if args.checkpoints else '1'}. ${ENV_VAR} = {env or '(not set)'}")
     print(
         f"  {'3' if args.checkpoints else '2'}. huggingface_hub cache {_hub_cache()} for "
-        + ", ".join(_HUB_IDS.values())
+        + ", ".join(HUB_IDS.values())
     )
     try:
         from depthlab.models.loading import find_checkpoints

@@ -27,10 +27,27 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import init_empty_weights
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from torch import nn
+from transformers import CLIPConfig, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from depthlab.models.components import REFERENCE_HEAD_PREFIXES, ImageProjection, remove_output_head
+from depthlab.models.conditioning import REFERENCE_IN_CHANNELS
+from depthlab.models.hub import (
+    CLIP_DIR,
+    DEPTHLAB_DIR,
+    DEPTHLAB_FILES,
+    ENV_VAR,
+    HUB_IDS,
+    MARIGOLD_DIR,
+    CheckpointNotFoundError,
+    download_help,
+    hub_snapshot,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,30 +59,24 @@ __all__ = [
     "find_checkpoints",
     "resolve_checkpoints",
     "load_state_dict_file",
+    "load_component_weights",
     "load_strict",
     "build_from_config",
+    "resolve_dtype",
+    "check_device_dtype",
+    "clip_image_processor",
+    "load_clip_vision",
+    "load_text_encoder",
+    "load_unet",
+    "load_pipeline_components",
 ]
 
-MARIGOLD_DIR = "marigold-depth-v1-0"
-CLIP_DIR = "CLIP-ViT-H-14-laion2B-s32B-b79K"
-DEPTHLAB_DIR = "DepthLab"
-DEPTHLAB_FILES = ("denoising_unet.pth", "reference_unet.pth", "mapping_layer.pth")
-HUB_IDS = {
-    "marigold": "prs-eth/marigold-depth-v1-0",
-    "clip": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
-    "depthlab": "Johanan0528/DepthLab",
-}
-ENV_VAR = "DEPTHLAB_CHECKPOINTS"
 # Keys of a full CLIPModel checkpoint that belong to the text tower, not used by the vision model.
 CLIP_TEXT_PREFIXES = ("text_model.", "text_projection.", "logit_scale")
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint does not match the model: missing, unexpected or mis-shaped tensors."""
-
-
-class CheckpointNotFoundError(FileNotFoundError):
-    """The weights are not where we looked; the message says what is missing and how to get it."""
 
 
 @dataclass(frozen=True)
@@ -85,16 +96,6 @@ class CheckpointPaths:
     clip: Path | None = None
     depthlab: Path | None = None
     root: Path | None = None
-
-
-def _download_help() -> str:
-    return (
-        "Get the weights with huggingface_hub (about 7 GB), e.g.\n"
-        f"  hf download {HUB_IDS['marigold']} --local-dir checkpoints/{MARIGOLD_DIR}\n"
-        f"  hf download {HUB_IDS['clip']} --local-dir checkpoints/{CLIP_DIR}\n"
-        f"  hf download {HUB_IDS['depthlab']} --local-dir checkpoints/{DEPTHLAB_DIR}\n"
-        f"then pass the `checkpoints` folder, or set ${ENV_VAR} to it."
-    )
 
 
 def _find_depthlab_files(folder: Path) -> Path | None:
@@ -139,23 +140,6 @@ def _inspect_folder(root: Path) -> tuple[CheckpointPaths | None, list[str]]:
     return CheckpointPaths("original", marigold=marigold, clip=clip, depthlab=depthlab), []
 
 
-def _hub_snapshot(repo_id: str, allow_patterns: list[str] | None, download: bool) -> Path | None:
-    """The cached snapshot of ``repo_id``; downloaded only if ``download``, online and allowed."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(repo_id, local_files_only=True, allow_patterns=allow_patterns))
-    except Exception:  # not cached (LocalEntryNotFoundError and friends)
-        pass
-    if not download or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return None
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=allow_patterns, etag_timeout=5))
-    except Exception as error:  # hub unreachable or repo missing
-        logger.info("could not download %s: %s", repo_id, error)
-        return None
-
-
 def _hub_checkpoints(
     download: bool, with_text_encoder: bool = False, repo_ids: Mapping[str, str] = HUB_IDS
 ) -> tuple[CheckpointPaths | None, list[str]]:
@@ -167,7 +151,7 @@ def _hub_checkpoints(
         "clip": ["config.json", "model.safetensors", "preprocessor_config.json"],
         "depthlab": ["*.pth"],
     }
-    found = {key: _hub_snapshot(repo_ids[key], patterns, download) for key, patterns in wanted.items()}
+    found = {key: hub_snapshot(repo_ids[key], patterns, download) for key, patterns in wanted.items()}
     missing = [f"{repo_ids[key]} ({', '.join(wanted[key])})" for key, path in found.items() if path is None]
     depthlab = _find_depthlab_files(found["depthlab"]) if found["depthlab"] else None
     if found["depthlab"] is not None and depthlab is None:
@@ -200,7 +184,9 @@ def _hub_repo_ids(source: CheckpointSource) -> dict[str, str] | None:
         return {**HUB_IDS, **source}
     if isinstance(source, Sequence) and not isinstance(source, str):
         if len(source) != 3:
-            raise ValueError(f"`source` as a sequence must hold 3 hub ids (marigold, clip, depthlab); got {source!r}")
+            raise ValueError(
+                f"`source` as a sequence must hold 3 hub ids (marigold, clip, depthlab); got {source!r}"
+            )
         return dict(zip(HUB_IDS, source, strict=True))
     text = str(source)
     if not Path(text).expanduser().exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", text):
@@ -222,21 +208,23 @@ def resolve_checkpoints(source: CheckpointSource, with_text_encoder: bool = Fals
         source = os.environ[ENV_VAR]
     repo_ids = _hub_repo_ids(source)
     if repo_ids is not None:
-        paths, missing = _hub_checkpoints(download=True, with_text_encoder=with_text_encoder, repo_ids=repo_ids)
+        paths, missing = _hub_checkpoints(
+            download=True, with_text_encoder=with_text_encoder, repo_ids=repo_ids
+        )
         if paths is None:
             raise CheckpointNotFoundError(
                 "DepthLab weights are not in the huggingface_hub cache and could not be downloaded. "
-                "Missing: " + "; ".join(missing) + ".\n" + _download_help()
+                "Missing: " + "; ".join(missing) + ".\n" + download_help()
             )
         return paths
     root = Path(source).expanduser()
     if not root.is_dir():
-        raise CheckpointNotFoundError(f"checkpoint folder {str(root)!r} does not exist.\n" + _download_help())
+        raise CheckpointNotFoundError(f"checkpoint folder {str(root)!r} does not exist.\n" + download_help())
     paths, missing = _inspect_folder(root)
     if paths is None:
         raise CheckpointNotFoundError(
             f"{str(root)!r} is neither a depthlab `save_pretrained` folder nor the original "
-            "checkpoint layout. Missing: " + "; ".join(missing) + ".\n" + _download_help()
+            "checkpoint layout. Missing: " + "; ".join(missing) + ".\n" + download_help()
         )
     return paths
 
@@ -368,3 +356,229 @@ def build_from_config(model_class: type, config: Mapping | object, **overrides) 
         else:
             model = model_class(config)
     return model
+
+
+# ---------------------------------------------------------------------- dtypes
+_DTYPE_NAMES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def resolve_dtype(
+    value: torch.dtype | str | None, default: torch.dtype | None = torch.float32, name: str = "torch_dtype"
+) -> torch.dtype | None:
+    """``torch.float32``/``"fp16"``/``"bf16"``/``"torch.bfloat16"``/... -> a floating ``torch.dtype``.
+
+    The one dtype-name rule of depthlab (pipeline, CLI, training, exports, benchmarks).
+
+    Args:
+        value: a dtype, one of its names (case-insensitive, ``torch.`` prefix allowed) or None.
+        default: returned for None (float32; None keeps "no dtype given").
+        name: the argument's name in error messages.
+
+    Raises:
+        ValueError: an unknown name or a non-floating dtype, naming ``name`` and the value.
+        TypeError: neither a string nor a ``torch.dtype``.
+    """
+    if value is None:
+        return default
+    if isinstance(value, str):
+        key = value.strip().lower().removeprefix("torch.")
+        if key not in _DTYPE_NAMES:
+            raise ValueError(f"`{name}`={value!r} is not a known dtype; use one of {sorted(_DTYPE_NAMES)}")
+        return _DTYPE_NAMES[key]
+    if not isinstance(value, torch.dtype):
+        raise TypeError(f"`{name}` must be a torch.dtype or its name; got {type(value).__name__} {value!r}")
+    if value not in _DTYPE_NAMES.values():
+        raise ValueError(f"`{name}` must be torch.float32, torch.float16 or torch.bfloat16; got {value!r}")
+    return value
+
+
+def check_device_dtype(device: torch.device, dtype: torch.dtype) -> None:
+    """Raise ``ValueError`` when ``device`` cannot run the pipeline's operations in ``dtype``."""
+    try:
+        x = torch.randn(1, 8, 8, 8, device=device).to(dtype)
+        x = torch.nn.functional.conv2d(x, torch.randn(8, 8, 3, 3, device=device).to(dtype), padding=1)
+        x = torch.nn.functional.group_norm(x, 4)
+        q = x.flatten(2).transpose(1, 2)[:, None]
+        torch.nn.functional.scaled_dot_product_attention(q, q, q)
+        torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
+    except (RuntimeError, TypeError, NotImplementedError) as error:
+        raise ValueError(
+            f"`torch_dtype`={dtype} is not supported on device {device!s} ({error}); "
+            "use torch.float32 (or bfloat16 on CPU)"
+        ) from None
+
+
+# ---------------------------------------------------------------------- component loaders
+def clip_image_processor() -> Any:
+    """``CLIPImageProcessor()`` with its built-in defaults (the Pillow implementation)."""
+    try:  # transformers >= 5: the Pillow backend has its own class
+        from transformers import CLIPImageProcessorPil
+
+        return CLIPImageProcessorPil()
+    except ImportError:
+        from transformers import CLIPImageProcessor
+
+        return CLIPImageProcessor()
+
+
+def load_image_processor(folder: Path) -> Any:
+    """The CLIP image processor saved in ``folder``, else the default one."""
+    processor = clip_image_processor()
+    if (folder / "preprocessor_config.json").is_file():
+        processor = type(processor).from_pretrained(folder)
+    return processor
+
+
+def load_unet(
+    config: Mapping[str, Any],
+    in_channels: int,
+    state_dict: Mapping[str, torch.Tensor],
+    source: str,
+    dtype: torch.dtype,
+) -> UNet2DConditionModel:
+    """Estimation (12 channels) or reference (4 channels, output head removed) U-Net, strictly."""
+    model = build_from_config(UNet2DConditionModel, {**config, "in_channels": in_channels})
+    if in_channels == REFERENCE_IN_CHANNELS:
+        remove_output_head(model)
+        return load_strict(model, state_dict, source, ignore_prefixes=REFERENCE_HEAD_PREFIXES, dtype=dtype)
+    return load_strict(model, state_dict, source, dtype=dtype)
+
+
+def load_clip_vision(
+    folder: Path, dtype: torch.dtype, state_dict: Mapping[str, torch.Tensor] | None = None
+) -> CLIPVisionModelWithProjection:
+    """CLIP vision tower + projection from a full ``CLIPModel`` or a vision-only folder, strictly."""
+    raw = json.loads((folder / "config.json").read_text())
+    if raw.get("model_type") == "clip" or "vision_config" in raw:
+        full = CLIPConfig.from_pretrained(folder)
+        config = full.vision_config
+        config.projection_dim = full.projection_dim
+    else:
+        config = CLIPVisionConfig.from_pretrained(folder)
+    config._attn_implementation = "sdpa"
+    model = build_from_config(CLIPVisionModelWithProjection, config)
+    if state_dict is None:
+        state_dict = load_component_weights(folder)
+    return load_strict(
+        model,
+        state_dict,
+        f"CLIP image encoder in {str(folder)!r}",
+        ignore_prefixes=CLIP_TEXT_PREFIXES,
+        dtype=dtype,
+    )
+
+
+def load_text_encoder(folder: Path, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
+    """``(CLIPTextModel, CLIPTokenizer)`` from ``folder/text_encoder`` and ``folder/tokenizer``."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    config = CLIPTextConfig.from_pretrained(folder / "text_encoder")
+    model = build_from_config(CLIPTextModel, config)
+    state = load_component_weights(folder / "text_encoder")
+    if not any(key.startswith("text_model.") for key in model.state_dict()):
+        # transformers >= 5 keeps the text transformer at the top level of CLIPTextModel.
+        state = {key.removeprefix("text_model."): value for key, value in state.items()}
+    load_strict(model, state, f"text encoder in {str(folder)!r}", dtype=dtype)
+    return model, CLIPTokenizer.from_pretrained(folder / "tokenizer")
+
+
+def load_pipeline_components(
+    paths: CheckpointPaths, load_text_encoder_too: bool, dtype: torch.dtype
+) -> dict[str, Any]:
+    """Every component of a DepthLab pipeline from resolved checkpoint ``paths``, strictly.
+
+    Returns the keyword arguments of :class:`~depthlab.pipeline.DepthLabPipeline`, plus
+    ``unconditional_context`` when the folder holds a stored one.
+    """
+    if paths.layout == "original":
+        return _load_original_layout(paths, load_text_encoder_too, dtype)
+    return _load_depthlab_layout(paths.root, load_text_encoder_too, dtype)
+
+
+def _load_original_layout(
+    paths: CheckpointPaths, with_text_encoder: bool, dtype: torch.dtype
+) -> dict[str, Any]:
+    """Components from the original release's folders (strict; DepthLab .pth with weights_only)."""
+    marigold, depthlab = paths.marigold, paths.depthlab
+    vae = build_from_config(AutoencoderKL, AutoencoderKL.load_config(marigold / "vae"))
+    load_strict(
+        vae, load_component_weights(marigold / "vae"), f"VAE in {str(marigold / 'vae')!r}", dtype=dtype
+    )
+    unet_config = dict(UNet2DConditionModel.load_config(marigold / "unet"))
+    unets = {}
+    for name, file_name, channels in (
+        ("reference_unet", "reference_unet.pth", 4),
+        ("estimation_unet", "denoising_unet.pth", 12),
+    ):
+        path = depthlab / file_name
+        unets[name] = load_unet(unet_config, channels, load_state_dict_file(path), str(path), dtype)
+    mapping_path = depthlab / "mapping_layer.pth"
+    mapping_state = load_state_dict_file(mapping_path)
+    weight = mapping_state.get("mapping_layer.weight")
+    if weight is None or weight.ndim != 2:
+        raise CheckpointError(
+            f"{str(mapping_path)!r} has no 2-D `mapping_layer.weight`; keys: {sorted(mapping_state)[:8]}"
+        )
+    projection = build_from_config(
+        ImageProjection, {"in_features": weight.shape[1], "out_features": weight.shape[0]}
+    )
+    load_strict(projection, mapping_state, str(mapping_path), dtype=dtype)
+    components: dict[str, Any] = {
+        "vae": vae,
+        **unets,
+        "image_encoder": load_clip_vision(paths.clip, dtype),
+        "image_projection": projection,
+        "scheduler": DDIMScheduler.from_pretrained(marigold / "scheduler"),
+        "image_processor": clip_image_processor(),
+    }
+    if with_text_encoder:
+        components["text_encoder"], components["tokenizer"] = load_text_encoder(marigold, dtype)
+    return components
+
+
+def _load_depthlab_layout(root: Path, with_text_encoder: bool, dtype: torch.dtype) -> dict[str, Any]:
+    """Components from a folder written by ``DepthLabPipeline.save_pretrained``."""
+
+    def weights(name: str) -> dict[str, torch.Tensor]:
+        return load_state_dict_file(root / name / "model.safetensors")
+
+    vae = load_strict(
+        build_from_config(AutoencoderKL, AutoencoderKL.load_config(root / "vae")),
+        weights("vae"),
+        f"{root}/vae",
+        dtype=dtype,
+    )
+    unets = {}
+    for name in ("reference_unet", "estimation_unet"):
+        config = dict(UNet2DConditionModel.load_config(root / name))
+        unets[name] = load_unet(config, config["in_channels"], weights(name), f"{root}/{name}", dtype)
+    projection = load_strict(
+        build_from_config(ImageProjection, ImageProjection.load_config(root / "image_projection")),
+        weights("image_projection"),
+        f"{root}/image_projection",
+        dtype=dtype,
+    )
+    components: dict[str, Any] = {
+        "vae": vae,
+        **unets,
+        "image_encoder": load_clip_vision(root / "image_encoder", dtype, weights("image_encoder")),
+        "image_projection": projection,
+        "scheduler": DDIMScheduler.from_pretrained(root / "scheduler"),
+        "image_processor": load_image_processor(root / "image_processor"),
+    }
+    if (root / "unconditional_context.safetensors").is_file():
+        components["unconditional_context"] = load_state_dict_file(
+            root / "unconditional_context.safetensors"
+        )["context"]
+    if with_text_encoder and (root / "text_encoder").is_dir():
+        components["text_encoder"], components["tokenizer"] = load_text_encoder(root, dtype)
+    return components

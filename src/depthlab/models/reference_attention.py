@@ -4,13 +4,21 @@ DepthLab's estimation U-Net attends, in the self-attention of every transformer 
 tokens *and* to the tokens the reference U-Net had at the same place (the input of the
 self-attention, i.e. the output of ``norm1``), computed once from the RGB latent at timestep 0.
 
-This module installs two processors with ``UNet2DConditionModel.set_attn_processor``:
+A :class:`ReferenceAttention` controller installs two processors with
+``UNet2DConditionModel.set_attn_processor``, only when asked to (building it, or a pipeline around
+the U-Nets, leaves their processors as they are):
 
 * :class:`ReferenceWriteProcessor` on the reference U-Net's self-attention layers: stores its
   input tokens ``[B, N, C]`` in the shared :class:`ReferenceAttention` controller, then runs the
   stock attention.
 * :class:`ReferenceReadProcessor` on the estimation U-Net's self-attention layers: queries from the
   block's own tokens, keys/values from ``cat([own tokens, reference tokens], dim=1)``.
+
+Installing: :meth:`ReferenceAttention.install` / :meth:`ReferenceAttention.uninstall` (the
+previous processors are restored), the :meth:`ReferenceAttention.installed` context (installs for
+its duration when not installed; what ``DepthLabPipeline.__call__`` does), or the first
+:meth:`~ReferenceAttention.capture` / :meth:`~ReferenceAttention.set_features`, which install the
+processors if they are not (they stay until ``uninstall()``).
 
 Blocks are paired by module name (both U-Nets have the same architecture). The projections
 ``to_k``/``to_v`` of the reference tokens are the same at every denoising step, so they are
@@ -142,10 +150,12 @@ class ReferenceAttention:
     Usage (inference and training alike)::
 
         fusion = ReferenceAttention(reference_unet, estimation_unet)
+        fusion.install()                                                    # or `with fusion.installed():`
         with fusion.capture():
             reference_unet(rgb_latent, 0, encoder_hidden_states=context)   # stores features
         estimation_unet(x, t, encoder_hidden_states=context)               # reads them
         fusion.clear()
+        fusion.uninstall()                                                  # previous processors back
 
     Args:
         reference_unet: U-Net whose self-attention inputs are captured (its output is unused).
@@ -180,10 +190,50 @@ class ReferenceAttention:
         modules = dict(estimation_unet.named_modules())
         for name in self.names:
             _check_plain_attention(modules[name.removesuffix(".processor")], name)
-        self._install(reference_unet, ReferenceWriteProcessor)
-        self._install(estimation_unet, ReferenceReadProcessor)
+        self.reference_unet = reference_unet
+        self.estimation_unet = estimation_unet
+        self._previous: tuple[dict, dict] | None = None  # processors replaced by install()
 
-    def _install(self, unet: UNet2DConditionModel, processor_class: type) -> None:
+    # ------------------------------------------------------------------ installation
+    @property
+    def is_installed(self) -> bool:
+        """True between :meth:`install` and :meth:`uninstall`."""
+        return self._previous is not None
+
+    def install(self) -> None:
+        """Put the write/read processors on the U-Nets (stock SDPA attention on the other layers).
+
+        The processors they had are kept and put back by :meth:`uninstall`. No-op if installed.
+        """
+        if self._previous is not None:
+            return
+        previous = (dict(self.reference_unet.attn_processors), dict(self.estimation_unet.attn_processors))
+        self._set_processors(self.reference_unet, ReferenceWriteProcessor)
+        self._set_processors(self.estimation_unet, ReferenceReadProcessor)
+        self._previous = previous
+
+    def uninstall(self) -> None:
+        """Restore the processors the U-Nets had before :meth:`install`; drop stored features."""
+        if self._previous is None:
+            return
+        reference_processors, estimation_processors = self._previous
+        self.reference_unet.set_attn_processor(reference_processors)
+        self.estimation_unet.set_attn_processor(estimation_processors)
+        self._previous = None
+        self.clear()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[ReferenceAttention]:
+        """Installed within this context; restored after it unless it was installed before."""
+        was_installed = self.is_installed
+        self.install()
+        try:
+            yield self
+        finally:
+            if not was_installed:
+                self.uninstall()
+
+    def _set_processors(self, unet: UNet2DConditionModel, processor_class: type) -> None:
         processors = {}
         for name in unet.attn_processors:
             if name in self.names:
@@ -192,9 +242,15 @@ class ReferenceAttention:
                 processors[name] = AttnProcessor2_0()
         unet.set_attn_processor(processors)
 
+    # ------------------------------------------------------------------ features
+
     @contextlib.contextmanager
     def capture(self) -> Iterator[ReferenceAttention]:
-        """Within this context, the reference U-Net's forward pass stores its features."""
+        """Within this context, the reference U-Net's forward pass stores its features.
+
+        Installs the processors first if they are not (they then stay until :meth:`uninstall`).
+        """
+        self.install()
         self.clear()
         self.capturing = True
         try:
@@ -220,10 +276,14 @@ class ReferenceAttention:
         self._kv_cache = {}
 
     def set_features(self, features: dict[str, torch.Tensor]) -> None:
-        """Use previously captured features (e.g. several images stacked along the batch axis)."""
+        """Use previously captured features (e.g. several images stacked along the batch axis).
+
+        Installs the processors if they are not (they then stay until :meth:`uninstall`).
+        """
         missing = [name for name in self.names if name not in features]
         if missing:
             raise ValueError(f"reference features are missing for {missing}")
+        self.install()
         self.features = dict(features)
         self._kv_cache = {}
 

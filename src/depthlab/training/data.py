@@ -30,6 +30,7 @@ __all__ = [
     "PositionBatchSampler",
     "ValidationItem",
     "build_dataset",
+    "sample_tensors",
     "build_validation_items",
 ]
 
@@ -44,6 +45,27 @@ def build_dataset(spec: Mapping[str, Any]) -> DepthDataset:
     if "name" not in spec:
         raise ValueError(f"dataset entry needs a `name`; got {dict(spec)}")
     return get_dataset(spec["name"], spec.get("root"), **options)
+
+
+def sample_tensors(
+    item: Mapping[str, np.ndarray], image_processor: Any, position: int = -1
+) -> dict[str, Any]:
+    """A :func:`~depthlab.training.sample.make_training_sample` dict -> the tensors of one batch row.
+
+    Returns (before collation): ``rgb`` uint8 ``[H, W, 3]``; ``depth_norm``, ``masked_depth``,
+    ``unknown`` (1 = unknown), ``valid`` float32 ``[1, H, W]``; ``clip_pixel_values`` float32
+    ``[3, 224, 224]`` (the CLIP image processor on the training crop); ``position``.
+    """
+    pixel_values = image_processor(images=[item["rgb"]], return_tensors="np").pixel_values[0]
+    return {
+        "rgb": torch.from_numpy(np.ascontiguousarray(item["rgb"])),  # uint8 [H, W, 3]
+        "depth_norm": torch.from_numpy(item["depth_norm"])[None],  # [1, H, W]
+        "masked_depth": torch.from_numpy(item["masked_depth"])[None],  # [1, H, W]
+        "unknown": torch.from_numpy(item["unknown"])[None],  # [1, H, W], 1 = unknown
+        "valid": torch.from_numpy(item["valid_mask"].astype(np.float32))[None],  # [1, H, W]
+        "clip_pixel_values": torch.from_numpy(np.asarray(pixel_values, dtype=np.float32)),
+        "position": int(position),
+    }
 
 
 class TrainingDataset(torch.utils.data.Dataset):
@@ -112,16 +134,7 @@ class TrainingDataset(torch.utils.data.Dataset):
             except ValueError as error:  # e.g. no valid depth left after the crop: draw again
                 last_error = error
                 continue
-            pixel_values = self.image_processor(images=[item["rgb"]], return_tensors="np").pixel_values[0]
-            return {
-                "rgb_norm": torch.from_numpy(item["rgb_norm"]),  # [3, H, W]
-                "depth_norm": torch.from_numpy(item["depth_norm"])[None],  # [1, H, W]
-                "masked_depth": torch.from_numpy(item["masked_depth"])[None],  # [1, H, W]
-                "unknown": torch.from_numpy(item["unknown"])[None],  # [1, H, W], 1 = unknown
-                "valid": torch.from_numpy(item["valid_mask"].astype(np.float32))[None],  # [1, H, W]
-                "clip_pixel_values": torch.from_numpy(np.asarray(pixel_values, dtype=np.float32)),
-                "position": int(position),
-            }
+            return sample_tensors(item, self.image_processor, int(position))
         raise RuntimeError(
             f"no usable sample at stream position {position} after {_MAX_RETRIES} draws: {last_error}"
         )

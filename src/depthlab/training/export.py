@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from diffusers import DDIMScheduler
 
-from depthlab.models.loading import CLIP_DIR, DEPTHLAB_DIR, MARIGOLD_DIR
+from depthlab.models.hub import CLIP_DIR, DEPTHLAB_DIR, MARIGOLD_DIR
 from depthlab.training.model_setup import TrainingModels
 
 __all__ = ["build_pipeline", "export_save_pretrained", "export_original_layout"]
@@ -29,8 +29,8 @@ __all__ = ["build_pipeline", "export_save_pretrained", "export_original_layout"]
 def build_pipeline(models: TrainingModels, reference_fp16_rounding: bool = False) -> Any:
     """A :class:`~depthlab.pipeline.DepthLabPipeline` around the (shared, not copied) training modules.
 
-    Note: constructing it installs the pipeline's attention processors on the U-Nets; training
-    re-installs its own afterwards (``DepthLabTrainModule.install_fusion``).
+    Building it leaves the U-Nets' (training) attention processors alone; each pipeline call
+    installs the pipeline's for its duration and restores them after.
     """
     from depthlab.pipeline import DepthLabPipeline
 

@@ -45,15 +45,23 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from torch import nn
 
 from depthlab.models.components import REFERENCE_HEAD_PREFIXES, ImageProjection, remove_output_head
+from depthlab.models.hub import CLIP_DIR, HUB_IDS, MARIGOLD_DIR, CheckpointNotFoundError, hub_snapshot
 from depthlab.models.loading import (
-    CLIP_DIR,
-    HUB_IDS,
-    MARIGOLD_DIR,
     CheckpointError,
-    CheckpointNotFoundError,
     build_from_config,
+    clip_image_processor,
+    load_clip_vision,
     load_component_weights,
+    load_pipeline_components,
     load_strict,
+    resolve_checkpoints,
+)
+from depthlab.models.tiny import (
+    MARIGOLD_SCHEDULER_CONFIG,
+    TINY_CLIP_VISION_CONFIG,
+    TINY_UNET_CONFIG,
+    TINY_VAE_CONFIG,
+    tiny_components,
 )
 
 logger = logging.getLogger(__name__)
@@ -223,12 +231,6 @@ def _check_marigold_conv(weight: torch.Tensor) -> None:
 
 
 # ------------------------------------------------------------------------------ builders
-def _image_processor() -> Any:
-    from depthlab.pipeline import clip_image_processor
-
-    return clip_image_processor()
-
-
 def _unet_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in dict(config).items() if not k.startswith("_")}
 
@@ -310,19 +312,13 @@ def _resolve_clip(source: str | Path | None, marigold_folder: Path) -> Path:
 
 
 def _hub_folder(repo_id: str, patterns: list[str]) -> Path:
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(repo_id, local_files_only=True, allow_patterns=patterns))
-    except Exception:  # not cached
-        pass
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, etag_timeout=5))
-    except Exception as error:
+    folder = hub_snapshot(repo_id, patterns)
+    if folder is None:
         raise CheckpointNotFoundError(
-            f"{repo_id!r} is neither a local folder nor reachable on the hub ({error}); "
-            f"download it first, e.g. `hf download {repo_id} --local-dir <folder>`"
-        ) from None
+            f"{repo_id!r} is neither a local folder nor in the huggingface_hub cache, and could not "
+            f"be downloaded; download it first, e.g. `hf download {repo_id} --local-dir <folder>`"
+        )
+    return folder
 
 
 def models_from_marigold(
@@ -336,8 +332,6 @@ def models_from_marigold(
     seed: int = 0,
 ) -> TrainingModels:
     """Initialise DepthLab from a Marigold depth checkpoint (folder, original-layout root or hub id)."""
-    from depthlab.pipeline import load_clip_vision
-
     folder = _resolve_marigold(marigold)
     unet_config = dict(UNet2DConditionModel.load_config(folder / "unet"))
     marigold_state = load_component_weights(folder / "unet")
@@ -360,7 +354,7 @@ def models_from_marigold(
         image_encoder=image_encoder,
         image_projection=projection,
         scheduler_config=_clean_scheduler_config(scheduler_config),
-        image_processor=_image_processor(),
+        image_processor=clip_image_processor(),
         marigold_unet_config=_unet_config(unet_config),
         info={
             "init": "marigold",
@@ -394,16 +388,17 @@ def _clean_scheduler_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in dict(config).items() if not k.startswith("_")}
 
 
-def _from_pipeline(pipe: Any, info: dict[str, Any]) -> TrainingModels:
-    marigold_config = {**_unet_config(pipe.estimation_unet.config), "in_channels": 8}
+def _from_components(components: Mapping[str, Any], info: dict[str, Any]) -> TrainingModels:
+    """TrainingModels from pipeline components (``load_pipeline_components``, ``tiny_components``)."""
+    marigold_config = {**_unet_config(components["estimation_unet"].config), "in_channels": 8}
     return TrainingModels(
-        vae=pipe.vae,
-        reference_unet=pipe.reference_unet,
-        estimation_unet=pipe.estimation_unet,
-        image_encoder=pipe.image_encoder,
-        image_projection=pipe.image_projection,
-        scheduler_config=_clean_scheduler_config(pipe.scheduler.config),
-        image_processor=pipe.image_processor,
+        vae=components["vae"],
+        reference_unet=components["reference_unet"],
+        estimation_unet=components["estimation_unet"],
+        image_encoder=components["image_encoder"],
+        image_projection=components["image_projection"],
+        scheduler_config=_clean_scheduler_config(components["scheduler"].config),
+        image_processor=components.get("image_processor") or clip_image_processor(),
         marigold_unet_config=marigold_config,
         info=info,
     )
@@ -411,18 +406,14 @@ def _from_pipeline(pipe: Any, info: dict[str, Any]) -> TrainingModels:
 
 def models_from_depthlab(source: str | Path | None, dtype: torch.dtype = torch.float32) -> TrainingModels:
     """Fine-tune published (or previously exported) DepthLab weights: anything ``from_pretrained`` loads."""
-    from depthlab.pipeline import DepthLabPipeline
-
-    pipe = DepthLabPipeline.from_pretrained(source, torch_dtype=dtype)
-    return _from_pipeline(pipe, {"init": "depthlab", "depthlab": str(source)})
+    paths = resolve_checkpoints(source)
+    components = load_pipeline_components(paths, False, dtype)
+    return _from_components(components, {"init": "depthlab", "depthlab": str(source)})
 
 
 def models_tiny(seed: int = 0) -> TrainingModels:
     """The tiny random-weight models of ``DepthLabPipeline.build_tiny(seed)`` (tests, smoke runs)."""
-    from depthlab.pipeline import DepthLabPipeline
-
-    pipe = DepthLabPipeline.build_tiny(seed=seed)
-    return _from_pipeline(pipe, {"init": "tiny", "tiny_seed": int(seed)})
+    return _from_components(tiny_components(seed), {"init": "tiny", "tiny_seed": int(seed)})
 
 
 def build_training_models(model_config: Mapping[str, Any]) -> TrainingModels:
@@ -453,13 +444,6 @@ def write_tiny_marigold_checkpoint(root: str | Path, seed: int = 0) -> Path:
     for tests of :func:`models_from_marigold` without downloads. Returns ``root``.
     """
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    from depthlab.pipeline import (
-        MARIGOLD_SCHEDULER_CONFIG,
-        TINY_CLIP_VISION_CONFIG,
-        TINY_UNET_CONFIG,
-        TINY_VAE_CONFIG,
-    )
 
     root = Path(root)
     marigold = root / MARIGOLD_DIR

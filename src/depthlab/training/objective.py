@@ -2,9 +2,9 @@
 
 Per micro-batch (shapes for ``B`` images of ``H x W``, latents ``h = H / 8``, ``w = W / 8``):
 
-1. Frozen encoders (no grad): VAE latents (posterior mean x scaling factor, as the pipeline's
-   ``encode_to_latent``) of the RGB image, the normalised depth, the mask (``2 m - 1``, 1 =
-   unknown) and the masked depth, each ``[B, 4, h, w]`` (one batched VAE call); CLIP
+1. Frozen encoders (no grad): VAE latents of the RGB image, the normalised depth, the mask
+   (``2 m - 1``, 1 = unknown) and the masked depth, each ``[B, 4, h, w]``, built by
+   :mod:`depthlab.models.conditioning` exactly as the pipeline builds them; CLIP
    ``image_embeds`` ``[B, 1024]``.
 2. Timesteps ``t ~ U{0, ..., T-1}``; noise ``eps`` Gaussian or multi-resolution (pyramid) noise as
    in Marigold (:func:`multi_resolution_noise`); ``z_t = add_noise(z_depth, eps, t)``; target
@@ -34,13 +34,13 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from torch import nn
 
+from depthlab.models import conditioning
 from depthlab.models.components import ImageProjection
 from depthlab.models.reference_attention import ReferenceAttention
 
 __all__ = [
     "ObjectiveConfig",
     "DepthLabTrainModule",
-    "encode_latent",
     "multi_resolution_noise",
     "latent_loss_weights",
     "compute_loss",
@@ -97,11 +97,10 @@ class DepthLabTrainModule(nn.Module):
         self.reference_unet = reference_unet
         self.estimation_unet = estimation_unet
         self.image_projection = image_projection
+        # The module owns these U-Nets for training: its processors stay installed. A pipeline
+        # built around them (validation, export) installs its own only during a call.
         self.fusion = ReferenceAttention(reference_unet, estimation_unet, fp16_rounding=False)
-
-    def install_fusion(self) -> None:
-        """(Re-)install the training attention processors (after a pipeline replaced them)."""
-        self.fusion = ReferenceAttention(self.reference_unet, self.estimation_unet, fp16_rounding=False)
+        self.fusion.install()
 
     def forward(
         self,
@@ -117,12 +116,6 @@ class DepthLabTrainModule(nn.Module):
         with self.fusion.capture():
             self.reference_unet(rgb_latent, torch.zeros_like(timesteps), encoder_hidden_states=context)
         return self.estimation_unet(unet_input, timesteps, encoder_hidden_states=context).sample
-
-
-def encode_latent(vae: AutoencoderKL, x: torch.Tensor) -> torch.Tensor:
-    """``[B, 3, H, W]`` in [-1, 1] -> ``[B, 4, H/8, W/8]``: posterior mean x scaling factor."""
-    moments = vae.quant_conv(vae.encoder(x.to(vae.dtype)))
-    return moments[:, : moments.shape[1] // 2] * vae.config.scaling_factor
 
 
 def multi_resolution_noise(
@@ -188,21 +181,29 @@ def latent_loss_weights(
 def encode_batch(
     vae: AutoencoderKL, image_encoder: nn.Module, batch: Mapping[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
-    """Frozen-encoder outputs of a collated batch (see :class:`~depthlab.training.data.TrainingDataset`)."""
-    device, dtype = vae.device, vae.dtype
-    rgb = batch["rgb_norm"].to(device, dtype)  # [B, 3, H, W]
-    depth = batch["depth_norm"].to(device, dtype).repeat(1, 3, 1, 1)
-    mask = (batch["unknown"].to(device, dtype) * 2.0 - 1.0).repeat(1, 3, 1, 1)
-    masked = batch["masked_depth"].to(device, dtype).repeat(1, 3, 1, 1)
-    size = rgb.shape[0]
-    latents = encode_latent(vae, torch.cat([rgb, depth, mask, masked])).float()  # [4B, 4, h, w]
+    """Frozen-encoder outputs of a collated batch (see :class:`~depthlab.training.data.TrainingDataset`).
+
+    The VAE latents come from :func:`depthlab.models.conditioning.encode_conditioning`, the
+    function the pipeline uses, so training sees exactly the inference-time model input.
+
+    Returns:
+        ``rgb``, ``depth``, ``mask``, ``masked_depth``: float32 ``[B, 4, h, w]``;
+        ``image_embeds``: float32 ``[B, D]``.
+    """
+    latents = conditioning.encode_conditioning(
+        vae,
+        batch["rgb"],  # uint8 [B, H, W, 3]
+        batch["unknown"],  # [B, 1, H, W], 1 = unknown
+        batch["masked_depth"],  # [B, 1, H, W]
+        batch["depth_norm"],  # [B, 1, H, W]
+    )
     pixel_values = batch["clip_pixel_values"].to(image_encoder.device, image_encoder.dtype)
     image_embeds = image_encoder(pixel_values).image_embeds.float()  # [B, D]
     return {
-        "rgb": latents[:size],
-        "depth": latents[size : 2 * size],
-        "mask": latents[2 * size : 3 * size],
-        "masked_depth": latents[3 * size :],
+        "rgb": latents.rgb.float(),
+        "depth": latents.depth.float(),
+        "mask": latents.mask.float(),
+        "masked_depth": latents.masked_depth.float(),
         "image_embeds": image_embeds,
     }
 
@@ -238,7 +239,9 @@ def compute_loss(
     noise, timesteps = noise.to(device), timesteps.to(device)
     noisy = noise_scheduler.add_noise(depth_latent, noise, timesteps)
     target = noise_scheduler.get_velocity(depth_latent, noise, timesteps)
-    unet_input = torch.cat([noisy, encoded["mask"], encoded["masked_depth"]], dim=1)  # [B, 12, h, w]
+    unet_input = conditioning.estimation_input(
+        noisy, encoded["mask"], encoded["masked_depth"]
+    )  # [B, 12, h, w]
     prediction = module(encoded["rgb"], unet_input, timesteps, encoded["image_embeds"]).float()
     weight = latent_loss_weights(
         batch["valid"].to(device), batch["unknown"].to(device), config.unknown_weight

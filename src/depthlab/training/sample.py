@@ -198,7 +198,8 @@ def make_training_sample(
     """One training sample (all ``[H, W]`` at the training ``size``).
 
     Returns a dict of numpy arrays:
-        ``rgb`` uint8 ``[H, W, 3]``; ``rgb_norm`` float32 ``[3, H, W]`` in [-1, 1];
+        ``rgb`` uint8 ``[H, W, 3]`` (turned into the VAE input by
+        :func:`depthlab.models.conditioning.rgb_to_vae_input`, as at inference);
         ``depth_norm`` float32 ``[H, W]`` (invalid pixels nearest-filled); ``masked_depth`` float32
         ``[H, W]``; ``unknown`` float32 ``[H, W]`` (1 = unknown, the mask input);
         ``known_mask`` bool; ``valid_mask`` bool; ``target_range`` float32 ``[2]`` (a, b).
@@ -213,10 +214,8 @@ def make_training_sample(
     if not valid.all():
         normalized = preprocessing.nearest_fill(normalized, valid, exact=False)
     masked = masked_depth_fill(normalized, known_mask, fill)
-    rgb_norm = (rgb.astype(np.float32) / np.float32(255.0) * 2.0 - 1.0).transpose(2, 0, 1)
     return {
         "rgb": rgb,
-        "rgb_norm": np.ascontiguousarray(rgb_norm),
         "depth_norm": normalized.astype(np.float32),
         "masked_depth": masked.astype(np.float32),
         "unknown": (~known_mask).astype(np.float32),

@@ -45,6 +45,7 @@ import torch
 
 from depthlab.config import save_config
 from depthlab.masks import MaskMixture
+from depthlab.models.loading import resolve_dtype
 from depthlab.training.data import (
     PositionBatchSampler,
     TrainingDataset,
@@ -210,9 +211,15 @@ class Trainer:
         self.show_progress = show_progress
 
         mixed_precision = self.config.get("mixed_precision", "no")
-        mixed_precision = "no" if mixed_precision in (False, None) else str(mixed_precision)  # YAML: no -> False
+        mixed_precision = (
+            "no" if mixed_precision in (False, None) else str(mixed_precision)
+        )  # YAML: no -> False
         if mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"`mixed_precision` must be 'no', 'fp16' or 'bf16'; got {mixed_precision!r}")
+        # Checked now, not after hours of training: None stores the weights as they are.
+        self.export_dtype = resolve_dtype(
+            dict(self.config.get("export") or {}).get("dtype"), default=None, name="export.dtype"
+        )
         self.accelerator = Accelerator(
             mixed_precision=mixed_precision,
             cpu=bool(run.get("cpu", False)),
@@ -423,7 +430,6 @@ class Trainer:
             finally:
                 if self.ema is not None:
                     self.ema.swap_out()
-                module.install_fusion()
                 module.train()
             self._append_csv("validation.csv", {"step": step, **result})
             self._log_scalars({f"val/{k}": v for k, v in result.items()}, step)
@@ -628,27 +634,21 @@ class Trainer:
         export_cfg = dict(self.config.get("export") or {})
         paths: dict[str, str] = {}
         if acc.is_main_process:
-            module = self.unwrapped
             use_ema = self.ema is not None and export_cfg.get("ema", True)
             if use_ema:
                 self.ema.swap_in()
             try:
-                dtype = export_cfg.get("dtype")
-                dtype = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16}.get(
-                    str(dtype), None
-                )
                 final = self.output_dir / "final"
                 if export_cfg.get("save_pretrained", True):
                     paths["save_pretrained"] = str(
-                        export_save_pretrained(self.models, final / "depthlab", dtype)
+                        export_save_pretrained(self.models, final / "depthlab", self.export_dtype)
                     )
                 if export_cfg.get("original_layout", True):
                     paths["original_layout"] = str(
-                        export_original_layout(self.models, final / "original", dtype)
+                        export_original_layout(self.models, final / "original", self.export_dtype)
                     )
             finally:
                 if use_ema:
                     self.ema.swap_out()
-                module.install_fusion()
         acc.wait_for_everyone()
         return paths
