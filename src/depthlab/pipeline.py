@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, LCMScheduler, UNet2DConditionModel
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPVisionConfig, CLIPVisionModelWithProjection
@@ -50,6 +50,7 @@ from depthlab.models.loading import (
     load_strict,
     resolve_checkpoints,
 )
+from depthlab.models import schedulers
 from depthlab.models.reference_attention import ReferenceAttention
 from depthlab.outputs import DepthLabOutput
 
@@ -146,7 +147,8 @@ class DepthLabPipeline(DiffusionPipeline):
             mask latent, masked-depth latent).
         image_encoder: ``CLIPVisionModelWithProjection`` (CLIP ViT-H/14, 1024-d ``image_embeds``).
         image_projection: :class:`~depthlab.models.components.ImageProjection` (1024 -> 1024).
-        scheduler: ``DDIMScheduler`` (v-prediction).
+        scheduler: ``DDIMScheduler`` (v-prediction), or ``LCMScheduler`` for a few-step student
+            (:mod:`depthlab.training.distill`; see :mod:`depthlab.models.schedulers`).
         image_processor: CLIP image processor (shortest side 224, centre crop, CLIP mean/std).
         text_encoder, tokenizer: optional; only used for ``guidance_scale > 1``.
     """
@@ -161,7 +163,7 @@ class DepthLabPipeline(DiffusionPipeline):
         estimation_unet: UNet2DConditionModel,
         image_encoder: CLIPVisionModelWithProjection,
         image_projection: ImageProjection,
-        scheduler: DDIMScheduler,
+        scheduler: DDIMScheduler | LCMScheduler,
         image_processor: Any = None,
         text_encoder: Any = None,
         tokenizer: Any = None,
@@ -414,11 +416,7 @@ class DepthLabPipeline(DiffusionPipeline):
                 raise ValueError(f"`{name}` must be finite; got {value}")
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"`strength` must be in (0, 1]; got {strength}")
-        if int(num_inference_steps * strength) < 1:
-            raise ValueError(
-                f"`strength`={strength} with `num_inference_steps`={num_inference_steps} keeps no "
-                "denoising step (int(steps * strength) must be >= 1)"
-            )
+        schedulers.check_steps(self.scheduler, num_inference_steps, strength)
         if normalize_scale <= 0:
             raise ValueError(f"`normalize_scale` must be > 0; got {normalize_scale}")
         if guidance_scale < 1:
@@ -427,6 +425,11 @@ class DepthLabPipeline(DiffusionPipeline):
             raise ValueError(f"`output_type` must be 'np' or 'pt'; got {output_type!r}")
         if preserve_known not in _PRESERVE_MODES:
             raise ValueError(f"`preserve_known` must be one of {_PRESERVE_MODES}; got {preserve_known!r}")
+        if timestep_spacing is not None and schedulers.is_consistency_scheduler(self.scheduler):
+            raise ValueError(
+                f"`timestep_spacing`={timestep_spacing!r} applies to DDIM; this checkpoint samples with "
+                "its consistency (LCM) scheduler: leave it None"
+            )
         if timestep_spacing not in (None, "leading", "trailing", "linspace"):
             raise ValueError(
                 f"`timestep_spacing` must be None, 'leading', 'trailing' or 'linspace'; got {timestep_spacing!r}"
@@ -655,13 +658,12 @@ class DepthLabPipeline(DiffusionPipeline):
         uncond = self.unconditional_context().to(device, dtype) if guidance_scale > 1 else None
         timings["conditioning"] += time.perf_counter() - start
 
-        # 3. Timesteps: the last int(N * strength) of the schedule.
+        # 3. Timesteps: DDIM: the last int(N * strength) of the schedule; a consistency student
+        #    (LCM): N steps inside the first `strength` of the schedule (models/schedulers.py).
         scheduler = self.scheduler
         if timestep_spacing is not None:
             scheduler = DDIMScheduler.from_config(scheduler.config, timestep_spacing=timestep_spacing)
-        scheduler.set_timesteps(num_inference_steps, device=device)
-        kept = min(int(num_inference_steps * strength), num_inference_steps)
-        timesteps = scheduler.timesteps[num_inference_steps - kept :]
+        timesteps = schedulers.inference_timesteps(scheduler, num_inference_steps, strength, device)
 
         # 4. Noise per row (image-major, member-minor); drawn in that order when not given.
         rows = [(item, member) for item in items for member in range(ensemble_size)]
@@ -718,6 +720,10 @@ class DepthLabPipeline(DiffusionPipeline):
         start = time.perf_counter()
         for chunk in chunks:
             chunk_items = [rows[i][0] for i in chunk]
+            # Resets a stateful (LCM) scheduler's step counter; its re-noising between steps draws
+            # from the generator of the chunk's first image.
+            schedulers.inference_timesteps(scheduler, num_inference_steps, strength, device)
+            step_generator = generators[chunk_items[0].index]
             self._set_chunk_features(chunk_items, features)
             enc = {
                 key: torch.cat([encoded[it.index][key] for it in chunk_items])
@@ -739,7 +745,7 @@ class DepthLabPipeline(DiffusionPipeline):
                             unet_input, t, encoder_hidden_states=uncond.expand(len(chunk), -1, -1)
                         ).sample
                     v_pred = v_uncond + guidance_scale * (v_pred - v_uncond)
-                latent = scheduler.step(v_pred, t, latent).prev_sample
+                latent = scheduler.step(v_pred, t, latent, generator=step_generator).prev_sample
                 if blend and step < len(timesteps) - 1:
                     known_latent = scheduler.add_noise(enc["depth"], eps, timesteps[step + 1 : step + 2])
                     latent = (1 - unknown) * known_latent + unknown * latent
@@ -986,7 +992,7 @@ def _load_depthlab_layout(root: Path, load_text_encoder: bool, dtype: torch.dtyp
         **unets,
         "image_encoder": load_clip_vision(root / "image_encoder", dtype, weights("image_encoder")),
         "image_projection": projection,
-        "scheduler": DDIMScheduler.from_pretrained(root / "scheduler"),
+        "scheduler": schedulers.load_scheduler(root / "scheduler"),
         "image_processor": _load_image_processor(root / "image_processor"),
     }
     if (root / "unconditional_context.safetensors").is_file():
