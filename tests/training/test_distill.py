@@ -12,8 +12,8 @@ from diffusers import DDIMScheduler, LCMScheduler
 
 from depthlab.pipeline import DepthLabPipeline
 from depthlab.training.distill import (
-    DistillSettings,
     Distiller,
+    DistillSettings,
     consistency_function,
     teacher_ddim_step,
 )
@@ -45,7 +45,10 @@ def test_consistency_function_boundary_and_ddim_step() -> None:
     torch.testing.assert_close(at_zero, sample, atol=2e-3, rtol=0)
     # Our per-sample DDIM step is diffusers' DDIM step.
     ddim = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type="v_prediction",
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="v_prediction",
         clip_sample=False,
     )
     ddim.set_timesteps(50)
@@ -58,7 +61,9 @@ def test_consistency_function_boundary_and_ddim_step() -> None:
 @pytest.fixture(scope="module")
 def distilled(tmp_path_factory, teacher: Path) -> Distiller:
     """One distillation step from the tiny teacher (shared by the tests below)."""
-    distiller = Distiller(distill_config(tmp_path_factory.mktemp("distill"), teacher, "one"), show_progress=False)
+    distiller = Distiller(
+        distill_config(tmp_path_factory.mktemp("distill"), teacher, "one"), show_progress=False
+    )
     distiller.summary = distiller.train()
     return distiller
 
@@ -94,7 +99,12 @@ def test_student_round_trips_and_samples_in_1_2_4_steps(distilled: Distiller) ->
     outputs = {}
     for steps in (1, 2, 4):
         out = student(
-            rgb, depth, known, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), **options
+            rgb,
+            depth,
+            known,
+            num_inference_steps=steps,
+            generator=torch.Generator().manual_seed(0),
+            **options,
         )
         assert out.depth.shape == (40, 48) and np.isfinite(out.depth).all()
         assert len(out.info["timesteps"]) == steps  # every requested step runs at strength 0.8
@@ -102,7 +112,9 @@ def test_student_round_trips_and_samples_in_1_2_4_steps(distilled: Distiller) ->
         outputs[steps] = out.depth
     assert not np.array_equal(outputs[1], outputs[2])
     # Same seed, same answer (the re-noising between steps draws from the generator).
-    again = student(rgb, depth, known, num_inference_steps=2, generator=torch.Generator().manual_seed(0), **options)
+    again = student(
+        rgb, depth, known, num_inference_steps=2, generator=torch.Generator().manual_seed(0), **options
+    )
     np.testing.assert_array_equal(again.depth, outputs[2])
     with pytest.raises(ValueError, match="timestep_spacing"):
         student(rgb, depth, known, num_inference_steps=2, timestep_spacing="trailing", **options)

@@ -69,7 +69,14 @@ def lcm_config_from(teacher_config: Mapping[str, Any], original_inference_steps:
     ``original_inference_steps`` is the distillation's solver grid (``N`` in the LCM paper): the
     student is trained at timesteps ``(i + 1) * 1000 / N - 1`` and samples from that grid.
     """
-    keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type")
+    keys = (
+        "num_train_timesteps",
+        "beta_start",
+        "beta_end",
+        "beta_schedule",
+        "trained_betas",
+        "prediction_type",
+    )
     config = {k: teacher_config[k] for k in keys if k in teacher_config}
     config.update(
         original_inference_steps=int(original_inference_steps),

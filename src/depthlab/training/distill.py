@@ -34,7 +34,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,7 +108,9 @@ class DistillSettings:
             raise ValueError(f"`distill.prefill_start` must be in [0, 1]; got {settings.prefill_start}")
         bad = [name for name in settings.trainable if name not in _STUDENT_CHOICES]
         if bad or not settings.trainable:
-            raise ValueError(f"`distill.trainable` must be a non-empty subset of {_STUDENT_CHOICES}; got {bad}")
+            raise ValueError(
+                f"`distill.trainable` must be a non-empty subset of {_STUDENT_CHOICES}; got {bad}"
+            )
         return settings
 
 
@@ -169,7 +171,9 @@ def consistency_function(
     alpha = _per_sample(alphas, timesteps).sqrt()
     sigma = (1.0 - _per_sample(alphas, timesteps)).sqrt()
     x0 = alpha * sample - sigma * v_prediction
-    c_skip, c_out = scheduler.get_scalings_for_boundary_condition_discrete(timesteps.float().reshape(-1, 1, 1, 1))
+    c_skip, c_out = scheduler.get_scalings_for_boundary_condition_discrete(
+        timesteps.float().reshape(-1, 1, 1, 1)
+    )
     return c_skip * sample + c_out * x0
 
 
@@ -190,7 +194,9 @@ def teacher_ddim_step(
     return alpha_prev * x0 + sigma_prev * eps
 
 
-def _add_noise(scheduler: LCMScheduler, start: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def _add_noise(
+    scheduler: LCMScheduler, start: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
     alphas = scheduler.alphas_cumprod
     return _per_sample(alphas, t).sqrt() * start + (1.0 - _per_sample(alphas, t)).sqrt() * noise
 
@@ -201,7 +207,10 @@ def _prefill_latents(vae: torch.nn.Module, batch: Mapping[str, torch.Tensor]) ->
     depth = batch["depth_norm"][:, 0].numpy()  # [B, H, W]
     known = batch["unknown"][:, 0].numpy() < 0.5
     filled = np.stack(
-        [preprocessing.nearest_fill(np.where(k, d, 0).astype(np.float32), k, exact=False) for d, k in zip(depth, known, strict=True)]
+        [
+            preprocessing.nearest_fill(np.where(k, d, 0).astype(np.float32), k, exact=False)
+            for d, k in zip(depth, known, strict=True)
+        ]
     )
     x = torch.from_numpy(filled)[:, None].to(vae.device, vae.dtype).repeat(1, 3, 1, 1)
     return encode_latent(vae, x).float()
@@ -236,12 +245,16 @@ def distillation_loss(
     condition = torch.cat([encoded["mask"], encoded["masked_depth"]], dim=1)  # [B, 8, h, w]
     embeds = encoded["image_embeds"]
     # 4. Student.
-    v_student = models.student(encoded["rgb"], torch.cat([noisy, condition], dim=1), timesteps, embeds).float()
+    v_student = models.student(
+        encoded["rgb"], torch.cat([noisy, condition], dim=1), timesteps, embeds
+    ).float()
     prediction = consistency_function(scheduler, v_student, noisy, timesteps)
     models.student.fusion.clear()
     with torch.no_grad():
         # 5. Teacher DDIM step t -> t' (+ blend of the known cells, as the pipeline does).
-        v_teacher = models.teacher(encoded["rgb"], torch.cat([noisy, condition], dim=1), timesteps, embeds).float()
+        v_teacher = models.teacher(
+            encoded["rgb"], torch.cat([noisy, condition], dim=1), timesteps, embeds
+        ).float()
         models.teacher.fusion.clear()
         previous = teacher_ddim_step(scheduler, v_teacher, noisy, timesteps, prev_timesteps)
         unknown = batch["unknown"].to(device)  # [B, 1, H, W], 1 = unknown
@@ -250,7 +263,9 @@ def distillation_loss(
             known_latent = _add_noise(scheduler, start, noise, prev_timesteps)
             previous = (1 - unknown_down) * known_latent + unknown_down * previous
         # 6. Target from the EMA student.
-        v_target = models.target(encoded["rgb"], torch.cat([previous, condition], dim=1), prev_timesteps, embeds)
+        v_target = models.target(
+            encoded["rgb"], torch.cat([previous, condition], dim=1), prev_timesteps, embeds
+        )
         models.target.fusion.clear()
         target = consistency_function(scheduler, v_target.float(), previous, prev_timesteps)
     # 7. Per-cell distance with the training objective's weights.
@@ -280,7 +295,9 @@ def build_student_pipeline(
     from depthlab.pipeline import DepthLabPipeline
 
     module = getattr(models, which)
-    scheduler = LCMScheduler(**lcm_config_from(models.models.scheduler_config, models.settings.num_ddim_timesteps))
+    scheduler = LCMScheduler(
+        **lcm_config_from(models.models.scheduler_config, models.settings.num_ddim_timesteps)
+    )
     return DepthLabPipeline(
         models.models.vae,
         module.reference_unet,
@@ -320,7 +337,9 @@ class Distiller:
             raise ValueError("`distill.teacher` (a DepthLab checkpoint folder or hub id) is required")
         teacher = models_from_depthlab(self.settings.teacher)
         self.models = ConsistencyModels(teacher, self.settings).to(self.device)
-        self.scheduler = LCMScheduler(**lcm_config_from(teacher.scheduler_config, self.settings.num_ddim_timesteps))
+        self.scheduler = LCMScheduler(
+            **lcm_config_from(teacher.scheduler_config, self.settings.num_ddim_timesteps)
+        )
         self.batch_size = int((self.config.get("batch") or {}).get("micro_batch_size", 4))
         self.dataset = self._dataset(teacher)
         optim_cfg = dict(self.config.get("optim") or {})
@@ -379,7 +398,11 @@ class Distiller:
             window.append(stats["loss"])
             progress.update(1)
             if (step + 1) % log_every == 0 or step + 1 == self.max_steps:
-                row = {"step": step + 1, "loss": float(np.mean(window)), "elapsed_s": time.perf_counter() - start_time}
+                row = {
+                    "step": step + 1,
+                    "loss": float(np.mean(window)),
+                    "elapsed_s": time.perf_counter() - start_time,
+                }
                 history.append(row)
                 progress.set_postfix(loss=f"{row['loss']:.4f}")
                 window = []
@@ -408,4 +431,3 @@ class Distiller:
 def run_distillation(config: Mapping[str, Any], show_progress: bool = True) -> dict[str, Any]:
     """Build a :class:`Distiller` from ``config`` and run it."""
     return Distiller(config, show_progress).train()
-
