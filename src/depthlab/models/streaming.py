@@ -29,7 +29,6 @@ from torch import nn
 
 __all__ = [
     "SAFETENSORS_DTYPES",
-    "CheckpointReadError",
     "safetensors_index",
     "read_safetensors",
     "read_pth",
@@ -49,10 +48,6 @@ SAFETENSORS_DTYPES = {
     "U8": torch.uint8,
     "BOOL": torch.bool,
 }
-
-
-class CheckpointReadError(RuntimeError):
-    """A checkpoint file cannot be read (truncated, corrupt, not a plain state dict)."""
 
 
 def _error_class() -> type[Exception]:
