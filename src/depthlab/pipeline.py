@@ -20,25 +20,26 @@ key/value projections cached, fixed conditioning computed once.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, LCMScheduler, UNet2DConditionModel
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 from transformers import CLIPVisionModelWithProjection
 
 from depthlab import inputs as input_checks
 from depthlab import postprocessing, preprocessing
-from depthlab.models import conditioning, loading
+from depthlab.models import conditioning, loading, schedulers
 from depthlab.models.components import ImageProjection
 from depthlab.models.loading import (
     CheckpointPaths,
@@ -69,7 +70,8 @@ class DepthLabPipeline(DiffusionPipeline):
             mask latent, masked-depth latent).
         image_encoder: ``CLIPVisionModelWithProjection`` (CLIP ViT-H/14, 1024-d ``image_embeds``).
         image_projection: :class:`~depthlab.models.components.ImageProjection` (1024 -> 1024).
-        scheduler: ``DDIMScheduler`` (v-prediction).
+        scheduler: ``DDIMScheduler`` (v-prediction), or ``LCMScheduler`` for a few-step student
+            (:mod:`depthlab.training.distill`; see :mod:`depthlab.models.schedulers`).
         image_processor: CLIP image processor (shortest side 224, centre crop, CLIP mean/std).
         text_encoder, tokenizer: optional; only used for ``guidance_scale > 1``.
 
@@ -89,7 +91,7 @@ class DepthLabPipeline(DiffusionPipeline):
         estimation_unet: UNet2DConditionModel,
         image_encoder: CLIPVisionModelWithProjection,
         image_projection: ImageProjection,
-        scheduler: DDIMScheduler,
+        scheduler: DDIMScheduler | LCMScheduler,
         image_processor: Any = None,
         text_encoder: Any = None,
         tokenizer: Any = None,
@@ -335,11 +337,7 @@ class DepthLabPipeline(DiffusionPipeline):
                 raise ValueError(f"`{name}` must be finite; got {value}")
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"`strength` must be in (0, 1]; got {strength}")
-        if int(num_inference_steps * strength) < 1:
-            raise ValueError(
-                f"`strength`={strength} with `num_inference_steps`={num_inference_steps} keeps no "
-                "denoising step (int(steps * strength) must be >= 1)"
-            )
+        schedulers.check_steps(self.scheduler, num_inference_steps, strength)
         if normalize_scale <= 0:
             raise ValueError(f"`normalize_scale` must be > 0; got {normalize_scale}")
         if guidance_scale < 1:
@@ -353,6 +351,11 @@ class DepthLabPipeline(DiffusionPipeline):
         ):
             if value not in choices:
                 raise ValueError(f"`{name}` must be one of {choices}; got {value!r}")
+        if timestep_spacing is not None and schedulers.is_consistency_scheduler(self.scheduler):
+            raise ValueError(
+                f"`timestep_spacing`={timestep_spacing!r} applies to DDIM; this checkpoint samples with "
+                "its consistency (LCM) scheduler: leave it None"
+            )
         if latents is not None and strength < 1:
             raise ValueError(
                 "`latents` is the initial latent for strength == 1; with strength < 1 "
@@ -525,13 +528,15 @@ class DepthLabPipeline(DiffusionPipeline):
             encoded, features = self._encode_items(items, context, need_depth_latent=strength < 1 or blend)
             timings["encode"] += time.perf_counter() - start
 
-            # 4. Timesteps: the last int(N * strength) of the schedule.
+            # 4. Timesteps: DDIM: the last int(N * strength) of the schedule; a consistency student
+            #    (LCM): N steps inside the first `strength` of the schedule (models/schedulers.py).
             scheduler = self.scheduler
             if timestep_spacing is not None:
                 scheduler = DDIMScheduler.from_config(scheduler.config, timestep_spacing=timestep_spacing)
-            scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
-            kept = min(int(num_inference_steps * strength), num_inference_steps)
-            timesteps = scheduler.timesteps[num_inference_steps - kept :]
+            reset = functools.partial(
+                schedulers.inference_timesteps, scheduler, num_inference_steps, strength, self._execution_device
+            )
+            timesteps = reset()
 
             # 5. Draw noise: rows (image, member), image-major; [1, 4, h, w] each.
             rows = [(index, member) for index in range(len(items)) for member in range(ensemble_size)]
@@ -550,6 +555,8 @@ class DepthLabPipeline(DiffusionPipeline):
                 uncond,
                 row_noise,
                 row_init,
+                checked.generators,
+                reset,
                 strength=strength,
                 blend=blend,
                 guidance_scale=guidance_scale,
@@ -674,7 +681,7 @@ class DepthLabPipeline(DiffusionPipeline):
 
     def _denoise(
         self,
-        scheduler: DDIMScheduler,
+        scheduler: DDIMScheduler | LCMScheduler,
         timesteps: torch.Tensor,
         items: list[preprocessing.PreparedInput],
         rows: list[tuple[int, int]],
@@ -684,6 +691,8 @@ class DepthLabPipeline(DiffusionPipeline):
         uncond: torch.Tensor | None,
         row_noise: list[torch.Tensor],
         row_init: list[torch.Tensor],
+        generators: list[torch.Generator | None],
+        reset: Callable[[], torch.Tensor],
         *,
         strength: float,
         blend: bool,
@@ -691,7 +700,12 @@ class DepthLabPipeline(DiffusionPipeline):
         batch_size: int,
         show_progress_bar: bool,
     ) -> list[torch.Tensor]:
-        """DDIM loop over chunks of rows; returns the final latent ``[1, 4, h, w]`` of every row."""
+        """Sampling loop over chunks of rows; returns the final latent ``[1, 4, h, w]`` of every row.
+
+        ``reset()`` sets the scheduler's timesteps again before each chunk (a stateful LCM
+        scheduler counts its steps); LCM's re-noising between steps draws from the generator of
+        the chunk's first image.
+        """
         final_latents: list[torch.Tensor | None] = [None] * len(rows)
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for row_index, (index, _) in enumerate(rows):
@@ -709,6 +723,8 @@ class DepthLabPipeline(DiffusionPipeline):
         )
         for chunk in chunks:
             indices = [rows[i][0] for i in chunk]
+            reset()
+            step_generator = generators[indices[0]]
             self._set_chunk_features(indices, features)
             enc = {key: torch.cat([encoded[i][key] for i in indices]) for key in encoded[indices[0]]}
             eps = torch.cat([row_noise[i] for i in chunk])  # [B, 4, h, w]
@@ -729,7 +745,7 @@ class DepthLabPipeline(DiffusionPipeline):
                             unet_input, t, encoder_hidden_states=uncond.expand(len(chunk), -1, -1)
                         ).sample
                     v_pred = v_uncond + guidance_scale * (v_pred - v_uncond)
-                latent = scheduler.step(v_pred, t, latent).prev_sample
+                latent = scheduler.step(v_pred, t, latent, generator=step_generator).prev_sample
                 if blend and step < len(timesteps) - 1:
                     known_latent = scheduler.add_noise(enc["depth"], eps, timesteps[step + 1 : step + 2])
                     latent = (1 - unknown) * known_latent + unknown * latent

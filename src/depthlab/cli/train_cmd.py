@@ -5,6 +5,7 @@ Examples::
     depthlab train --config smoke_tiny
     depthlab train --config base run.output_dir=runs/x optim.lr=1e-5
     depthlab train --config my_run.yaml run.resume=latest
+    depthlab train --config distill_tiny   # few-step student (a `distill:` section)
     accelerate launch --multi_gpu --num_processes 8 -m depthlab.training --config base
 
 ``--config`` takes a YAML path or the name of a packaged config (src/depthlab/configs/train/).
@@ -64,6 +65,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if config.get("distill"):  # few-step student by latent consistency distillation
+        from depthlab.training.distill import Distiller
+
+        summary = Distiller(config, show_progress=not args.no_progress).train()
+        print(f"distilled {summary['steps']} steps in {summary['train_seconds']:.1f} s")
+        print(f"exported student: {summary['export']}")
+        return 0
     from depthlab.training.trainer import Trainer
 
     trainer = Trainer(config, show_progress=not args.no_progress)

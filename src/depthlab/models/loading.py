@@ -36,6 +36,7 @@ from torch import nn
 from transformers import CLIPConfig, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from depthlab.models.components import REFERENCE_HEAD_PREFIXES, ImageProjection, remove_output_head
+from depthlab.models import schedulers
 from depthlab.models.conditioning import REFERENCE_IN_CHANNELS
 from depthlab.models.hub import (
     CLIP_DIR,
@@ -572,7 +573,7 @@ def _load_depthlab_layout(root: Path, with_text_encoder: bool, dtype: torch.dtyp
         **unets,
         "image_encoder": load_clip_vision(root / "image_encoder", dtype, weights("image_encoder")),
         "image_projection": projection,
-        "scheduler": DDIMScheduler.from_pretrained(root / "scheduler"),
+        "scheduler": schedulers.load_scheduler(root / "scheduler"),
         "image_processor": load_image_processor(root / "image_processor"),
     }
     if (root / "unconditional_context.safetensors").is_file():
