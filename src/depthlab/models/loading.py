@@ -35,8 +35,8 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from torch import nn
 from transformers import CLIPConfig, CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from depthlab.models import schedulers, streaming
 from depthlab.models.components import REFERENCE_HEAD_PREFIXES, ImageProjection, remove_output_head
-from depthlab.models import schedulers
 from depthlab.models.conditioning import REFERENCE_IN_CHANNELS
 from depthlab.models.hub import (
     CLIP_DIR,
@@ -76,8 +76,12 @@ __all__ = [
 CLIP_TEXT_PREFIXES = ("text_model.", "text_projection.", "logit_scale")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint does not match the model: missing, unexpected or mis-shaped tensors."""
+class CheckpointError(RuntimeError, ValueError):
+    """A checkpoint that does not match the model or cannot be read.
+
+    Missing, unexpected or mis-shaped tensors, a truncated file, a pickle that is not a plain
+    state dict. Also a ``ValueError``: it is a bad input (CLI exit status 2).
+    """
 
 
 @dataclass(frozen=True)
@@ -256,21 +260,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointNotFoundError(f"weights file {str(path)!r} does not exist")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle.UnpicklingError for anything but plain tensors
-        raise CheckpointError(
-            f"{str(path)!r} could not be read as a plain state dict with weights_only=True "
-            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
-        ) from None
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{str(path)!r} does not hold a state dict (got {type(state).__name__})")
-    return dict(state)
+        return streaming.read_safetensors(path)  # truncated / corrupt files: one line naming the file
+    return streaming.read_pth(path)  # memory-mapped; plain tensors only, never other pickled objects
 
 
 def find_weights_file(folder: Path) -> Path:
@@ -522,21 +513,22 @@ def _load_original_layout(
     ):
         path = depthlab / file_name
         unets[name] = load_unet(unet_config, channels, load_state_dict_file(path), str(path), dtype)
+    image_encoder = load_clip_vision(paths.clip, dtype)
+    # The mapping layer's shape comes from the models it joins (CLIP embedding -> U-Net context),
+    # never from the file, so a mis-shaped file is reported rather than built around.
     mapping_path = depthlab / "mapping_layer.pth"
-    mapping_state = load_state_dict_file(mapping_path)
-    weight = mapping_state.get("mapping_layer.weight")
-    if weight is None or weight.ndim != 2:
-        raise CheckpointError(
-            f"{str(mapping_path)!r} has no 2-D `mapping_layer.weight`; keys: {sorted(mapping_state)[:8]}"
-        )
     projection = build_from_config(
-        ImageProjection, {"in_features": weight.shape[1], "out_features": weight.shape[0]}
+        ImageProjection,
+        {
+            "in_features": image_encoder.config.projection_dim,
+            "out_features": unet_config["cross_attention_dim"],
+        },
     )
-    load_strict(projection, mapping_state, str(mapping_path), dtype=dtype)
+    load_strict(projection, load_state_dict_file(mapping_path), repr(str(mapping_path)), dtype=dtype)
     components: dict[str, Any] = {
         "vae": vae,
         **unets,
-        "image_encoder": load_clip_vision(paths.clip, dtype),
+        "image_encoder": image_encoder,
         "image_projection": projection,
         "scheduler": DDIMScheduler.from_pretrained(marigold / "scheduler"),
         "image_processor": clip_image_processor(),

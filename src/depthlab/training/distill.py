@@ -45,12 +45,12 @@ import torch.nn.functional as F
 from diffusers import LCMScheduler
 
 from depthlab import preprocessing
+from depthlab.config import save_config
 from depthlab.masks import MaskMixture
+from depthlab.models import conditioning
 from depthlab.models.schedulers import lcm_config_from
-from depthlab.training.config import save_config
 from depthlab.training.data import PositionBatchSampler, TrainingDataset, build_dataset
 from depthlab.training.model_setup import TrainingModels, models_from_depthlab
-from depthlab.models import conditioning
 from depthlab.training.objective import DepthLabTrainModule, encode_batch, latent_loss_weights
 from depthlab.training.optim import build_lr_schedule, build_optimizer
 from depthlab.training.sample import FILL_MODES, AugmentationConfig, NormalizationConfig
