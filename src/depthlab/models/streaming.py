@@ -91,7 +91,7 @@ def _read_entry(handle, data_start: int, entry: Mapping, path: Path, key: str) -
         )
     if end > begin:
         handle.seek(data_start + begin)
-        view = memoryview(tensor.view(torch.uint8).reshape(-1).numpy())
+        view = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())  # 0-d tensors too
         read = 0
         while read < end - begin:  # readinto may return short reads
             count = handle.readinto(view[read:])
