@@ -312,7 +312,11 @@ ERROR_CASES = {
         "num_inference_steps",
     ),
     "bad output type": (lambda rgb, depth, known: dict(output_type="pil"), ValueError, "output_type"),
-    "bad preserve mode": (lambda rgb, depth, known: dict(preserve_known="paste"), ValueError, "preserve_known"),
+    "bad preserve mode": (
+        lambda rgb, depth, known: dict(preserve_known="paste"),
+        ValueError,
+        "preserve_known",
+    ),
     "noise of wrong shape": (
         lambda rgb, depth, known: dict(noise=torch.zeros(1, 4, 5, 5)),
         ValueError,
