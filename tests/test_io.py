@@ -1,4 +1,6 @@
 import builtins
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +159,42 @@ def test_atomic_write_refuses_overwrite(tmp_path, depth):
     with pytest.raises(RuntimeError):
         io.atomic_write(tmp_path / "x.bin", failing)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_written_files_get_the_permissions_of_a_plain_open(tmp_path, depth, umask):
+    previous = os.umask(umask)
+    try:
+        with open(tmp_path / "plain.bin", "w"):
+            pass
+        io.write_depth_npy(tmp_path / "d.npy", depth)
+        io.write_color(tmp_path / "c.png", depth)
+        io.atomic_write(tmp_path / "t.txt", lambda tmp: tmp.write_text("x"))
+    finally:
+        os.umask(previous)
+    expected = 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "plain.bin").stat().st_mode) == expected
+    for name in ("d.npy", "c.png", "t.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name
+
+
+def test_overwriting_keeps_the_mode_of_the_file_replaced(tmp_path, depth):
+    path = io.write_depth_npy(tmp_path / "d.npy", depth)
+    os.chmod(path, 0o640)
+    io.write_depth_npy(path, depth * 2, overwrite=True)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert np.array_equal(np.load(path), depth * 2)
+
+    def replace_file(tmp: Path) -> None:  # a writer that deletes and recreates its target
+        tmp.unlink()
+        tmp.write_text("new")
+        os.chmod(tmp, 0o600)
+
+    text = tmp_path / "t.txt"
+    text.write_text("old")
+    os.chmod(text, 0o664)
+    io.atomic_write(text, replace_file, overwrite=True)
+    assert text.read_text() == "new" and stat.S_IMODE(text.stat().st_mode) == 0o664
 
 
 def test_color_and_panel_writers(tmp_path, depth):

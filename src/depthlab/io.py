@@ -29,8 +29,9 @@ import csv
 import errno
 import os
 import re
+import secrets
 import shutil
-import tempfile
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,11 +76,38 @@ _EXR_CHANNELS = ("Z", "depth", "Y", "R")
 # ----------------------------------------------------------------------------------------------
 # atomic writes
 # ----------------------------------------------------------------------------------------------
+def _create_temporary(path: Path) -> tuple[Path, int]:
+    """An empty new file next to ``path`` and the permission bits the result must have.
+
+    Created with ``os.open(..., 0o666)`` like a plain ``open(path, "w")``, so the process umask
+    applies (``tempfile.mkstemp`` would make it ``0600``); when ``path`` exists its permission
+    bits are kept, as writing over it in place would.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}"
+        try:
+            handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            mode = (
+                stat.S_IMODE(os.stat(path).st_mode)
+                if path.exists()
+                else stat.S_IMODE(os.fstat(handle).st_mode)
+            )
+        finally:
+            os.close(handle)
+        return tmp, mode
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, overwrite: bool = False) -> Path:
     """Call ``write(tmp_path)`` for a temporary file next to ``path``, then rename it to ``path``.
 
     The parent folder is created. The temporary file has the same suffix as ``path`` (writers
-    that pick the format from the suffix keep working) and is removed if ``write`` fails.
+    that pick the format from the suffix keep working) and is removed if ``write`` fails. The
+    result gets the permissions a plain ``open(path, "w")`` would give it: ``0666`` less the
+    process umask for a new file, the old file's mode when it replaces one.
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
@@ -91,11 +119,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, over
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(handle)
-    tmp = Path(tmp_name)
+    tmp, mode = _create_temporary(path)
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # the writer may have replaced the file: give it the mode again
         os.replace(tmp, path)
     except OSError as error:
         if error.errno is None:  # e.g. numpy: "N requested and M written"
