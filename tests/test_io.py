@@ -95,6 +95,38 @@ def test_points_csv_rasterised(tmp_path):
         io.read_depth(tmp_path / "p.csv")
 
 
+def test_points_on_one_pixel_nearest_wins_in_any_file_order(tmp_path):
+    rng = np.random.default_rng(3)
+    # 400 points on a 3x4 image: every pixel hit many times, several depths repeated
+    u = rng.integers(0, 4, 400)
+    v = rng.integers(0, 3, 400)
+    d = rng.integers(1, 30, 400) / 4
+    expected = np.zeros((3, 4), np.float32)
+    for col, row, value in zip(u, v, d, strict=True):  # brute force: the smallest depth per pixel
+        if expected[row, col] == 0 or value < expected[row, col]:
+            expected[row, col] = value
+    for trial in range(4):
+        order = rng.permutation(400) if trial else np.arange(400)
+        lines = "".join(f"{u[i]},{v[i]},{d[i]}\n" for i in order)
+        (tmp_path / f"p{trial}.csv").write_text(lines)
+        assert np.array_equal(io.read_points(tmp_path / f"p{trial}.csv", (3, 4)), expected)
+
+
+def test_nearest_per_pixel_rule():
+    pixels, winners = io.nearest_per_pixel(
+        np.array([5, 2, 5, 5, 2, 7]), np.array([3.0, 1.0, 2.0, 2.0, 1.0, 9.0])
+    )
+    assert pixels.tolist() == [2, 5, 7]
+    assert winners.tolist() == [1, 2, 5]  # nearest; of equal depths the earlier candidate
+    from depthlab.geometry.points import zbuffer
+
+    flat = np.array([0, 0, 1, 1, 1])
+    z = np.array([2.0, 1.0, 4.0, 4.0, 5.0])
+    assert [a.tolist() for a in zbuffer(flat, z, 2)] == [[0, 1], [1, 2]]
+    with pytest.raises(ValueError, match="one entry per candidate"):
+        io.nearest_per_pixel(np.arange(3), np.ones(2))
+
+
 def test_colour_png_is_not_depth(tmp_path):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "c.png")
     with pytest.raises(ValueError, match="single-channel"):

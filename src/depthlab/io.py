@@ -64,6 +64,7 @@ __all__ = [
     "panel_caption",
     "describe_known_depth",
     "atomic_write",
+    "nearest_per_pixel",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -428,7 +429,8 @@ def read_points(
     ``v``/``y``/``row``, the depth as ``depth``/``z``/``d`` (e.g. ``v,u,depth``, ``x,y,depth``,
     ``col,row,z``); ``x,y,z`` is refused (it reads as 3D point coordinates), as is a header that
     does not name all three. Points outside the image or with a depth that is not > 0 are an
-    error. When several points land on one pixel the nearest (smallest depth) is kept.
+    error. When several points land on one pixel the nearest (smallest depth) wins, and of equal
+    depths the one listed first (:func:`nearest_per_pixel`, a z-buffer), whatever the file order.
 
     Depth = value / ``scale``. ``scale`` (default: none) is allowed only when every depth value is
     written as an integer (e.g. millimetres); with fractional values it is an error, because they
@@ -484,10 +486,35 @@ def read_points(
     bad = ~(np.isfinite(values) & (values > 0))
     if bad.any():
         raise ValueError(f"{path}: {int(bad.sum())} points have a depth that is not > 0")
-    depth = np.zeros((height, width), np.float64)
-    order = np.argsort(-values)  # far first, so the nearest point on a pixel is written last
-    depth[rws[order], cols[order]] = values[order]
-    return depth.astype(np.float32)
+    depth = np.zeros(height * width, np.float64)
+    pixels, winners = nearest_per_pixel(rws * width + cols, values)
+    depth[pixels] = values[winners]  # one value per pixel: no repeated indices
+    return depth.reshape(height, width).astype(np.float32)
+
+
+def nearest_per_pixel(flat_pixel: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The z-buffer rule: per pixel the nearest candidate wins; equal depths: the earlier one.
+
+    Args:
+        flat_pixel: int ``[M]`` flat pixel index (``row * W + col``) of each candidate.
+        depth: ``[M]`` depth of each candidate.
+
+    Returns:
+        ``(pixels, winners)``: each distinct pixel hit (ascending) and the index of its winning
+        candidate. One stable lexsort decides, so the result never depends on the order numpy
+        applies repeated fancy-index assignments in. :func:`depthlab.geometry.zbuffer` is this rule.
+    """
+    flat_pixel = np.asarray(flat_pixel, np.int64).ravel()
+    depth = np.asarray(depth).ravel()
+    if flat_pixel.shape != depth.shape:
+        raise ValueError(
+            f"flat_pixel {flat_pixel.shape} and depth {depth.shape} must have one entry per candidate"
+        )
+    order = np.lexsort((np.arange(len(depth)), depth, flat_pixel))  # by pixel, then depth, then index
+    sorted_pixels = flat_pixel[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = sorted_pixels[1:] != sorted_pixels[:-1]
+    return sorted_pixels[first], order[first]
 
 
 def _is_number(text: str) -> bool:
