@@ -28,7 +28,9 @@ def make_scene(height: int = 44, width: int = 60, seed: int = 0) -> tuple[np.nda
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:height, :width]
     depth = (2.0 + 3.0 * yy / height + 0.5 * np.sin(xx / 7.0)).astype(np.float32)
-    rgb = np.clip(np.stack([depth * 40, 255 - depth * 30, xx * 4.0], -1) + rng.normal(0, 5, (height, width, 3)), 0, 255)
+    rgb = np.clip(
+        np.stack([depth * 40, 255 - depth * 30, xx * 4.0], -1) + rng.normal(0, 5, (height, width, 3)), 0, 255
+    )
     known = ((yy - height / 2) ** 2 / (height / 4) ** 2 + (xx - width / 2) ** 2 / (width / 4) ** 2) > 1
     return rgb.astype(np.uint8), np.where(known, depth, 0).astype(np.float32), known
 
@@ -65,8 +67,15 @@ def test_batch_equals_single(pipe: DepthLabPipeline) -> None:
     scenes = [make_scene(seed=0), make_scene(seed=1)]
     scenes[1] = (scenes[1][0][:, ::-1].copy(), scenes[1][1] * 1.5, scenes[1][2])
     noise = torch.randn(2, 4, 6, 8, generator=torch.Generator().manual_seed(0))
-    batch = run(pipe, [s[0] for s in scenes], [s[1] for s in scenes], [s[2] for s in scenes],
-                 noise=noise, batch_size=2, output_latent=True)
+    batch = run(
+        pipe,
+        [s[0] for s in scenes],
+        [s[1] for s in scenes],
+        [s[2] for s in scenes],
+        noise=noise,
+        batch_size=2,
+        output_latent=True,
+    )
     assert batch.depth.shape == (2, 44, 60)
     for i, (rgb, depth, known) in enumerate(scenes):
         single = run(pipe, rgb, depth, known, noise=noise[i : i + 1], output_latent=True)
@@ -76,7 +85,9 @@ def test_batch_equals_single(pipe: DepthLabPipeline) -> None:
 
 def test_batch_of_different_sizes_returns_list(pipe: DepthLabPipeline) -> None:
     a, b = make_scene(44, 60), make_scene(36, 52)
-    out = run(pipe, [a[0], b[0]], [a[1], b[1]], processing_resolution=0, generator=torch.Generator().manual_seed(0))
+    out = run(
+        pipe, [a[0], b[0]], [a[1], b[1]], processing_resolution=0, generator=torch.Generator().manual_seed(0)
+    )
     assert isinstance(out.depth, list) and [d.shape for d in out.depth] == [(44, 60), (36, 52)]
 
 
@@ -144,8 +155,12 @@ def test_preserve_known_exact_and_smooth(pipe: DepthLabPipeline) -> None:
     inner = ~known
     inner[0, :] = inner[-1, :] = inner[:, 0] = inner[:, -1] = False
     rows, cols = np.nonzero(inner)
-    neighbours = (correction[rows - 1, cols] + correction[rows + 1, cols]
-                  + correction[rows, cols - 1] + correction[rows, cols + 1]) / 4
+    neighbours = (
+        correction[rows - 1, cols]
+        + correction[rows + 1, cols]
+        + correction[rows, cols - 1]
+        + correction[rows, cols + 1]
+    ) / 4
     assert np.abs(correction[rows, cols] - neighbours).max() < 1e-4
     # No seam: the jump across the hole border is smaller than with the plain paste.
     border = known & (np.roll(~known, 1, 0) | np.roll(~known, -1, 0))
@@ -166,7 +181,9 @@ def test_sparse_points_survive_downscaling(pipe: DepthLabPipeline) -> None:
     rows, cols = np.nonzero(known)
     cells = {(int((r + 0.5) * 36 / 120), int((c + 0.5) * 48 / 160)) for r, c in zip(rows, cols, strict=True)}
     assert int(resized.known_mask.sum()) == len(cells)  # every point kept, one known cell per cell hit
-    nearest = preprocessing.resize_inputs(rgb, preprocessing.nearest_fill(depth, known), known, 48, resize_mode="nearest")
+    nearest = preprocessing.resize_inputs(
+        rgb, preprocessing.nearest_fill(depth, known), known, 48, resize_mode="nearest"
+    )
     assert nearest.known_mask.sum() < len(cells)  # the original's nearest resize drops points
     assert set(np.unique(resized.depth[resized.known_mask])) <= set(np.unique(depth[known]))
     out = run(pipe, rgb, depth, known, processing_resolution=48)
@@ -210,7 +227,9 @@ def test_save_load_round_trip(pipe: DepthLabPipeline, tmp_path) -> None:
     half = DepthLabPipeline.from_pretrained(tmp_path / "half", torch_dtype=torch.float32)
     assert half.estimation_unet.dtype == torch.float32
     weight = pipe.estimation_unet.conv_in.weight
-    np.testing.assert_array_equal(half.estimation_unet.conv_in.weight.detach(), weight.detach().half().float())
+    np.testing.assert_array_equal(
+        half.estimation_unet.conv_in.weight.detach(), weight.detach().half().float()
+    )
 
 
 def test_guidance_above_one_needs_text_encoder(pipe: DepthLabPipeline) -> None:
@@ -234,7 +253,7 @@ def test_dtype_resolution_and_device_check(monkeypatch) -> None:
         DepthLabPipeline.from_pretrained("unused", torch_dtype="bf61")
 
     def unsupported(*args, **kwargs):
-        raise RuntimeError('"slow_conv2d_cpu" not implemented for \'Half\'')
+        raise RuntimeError("\"slow_conv2d_cpu\" not implemented for 'Half'")
 
     monkeypatch.setattr(torch.nn.functional, "conv2d", unsupported)
     with pytest.raises(ValueError, match="torch_dtype.*not supported on device cpu"):
@@ -254,7 +273,11 @@ _rgb, _depth, _known = make_scene()
 ERROR_CASES = {
     "depth shape mismatch": (dict(depth=_depth[:-2]), ValueError, "known_mask.*shape"),
     "image size mismatch": (dict(image=_rgb[:-2]), ValueError, "image.*size"),
-    "non-finite known depth": (dict(depth=np.where(_known, np.nan, 0).astype(np.float32)), ValueError, "non-finite"),
+    "non-finite known depth": (
+        dict(depth=np.where(_known, np.nan, 0).astype(np.float32)),
+        ValueError,
+        "non-finite",
+    ),
     "negative known depth": (dict(depth=-np.abs(_depth)), ValueError, "negative"),
     "no known pixel": (dict(known_mask=np.zeros_like(_known)), ValueError, "no known pixel"),
     "every pixel known": (dict(known_mask=np.ones_like(_known), depth=_depth + 1), ValueError, "every pixel"),

@@ -534,7 +534,11 @@ class DepthLabPipeline(DiffusionPipeline):
             if timestep_spacing is not None:
                 scheduler = DDIMScheduler.from_config(scheduler.config, timestep_spacing=timestep_spacing)
             reset = functools.partial(
-                schedulers.inference_timesteps, scheduler, num_inference_steps, strength, self._execution_device
+                schedulers.inference_timesteps,
+                scheduler,
+                num_inference_steps,
+                strength,
+                self._execution_device,
             )
             timesteps = reset()
 
