@@ -198,11 +198,38 @@ def _read_png48(path: Path, alpha: str) -> np.ndarray:
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if array is None or array.dtype != np.uint16 or array.ndim != 3:
         raise ValueError(f"cannot read 16-bit colour image {path}")
-    rgb = array[..., 2::-1] if array.shape[2] >= 3 else np.repeat(array[..., :1], 3, axis=2)  # BGR(A) -> RGB
+    bgr_to_rgb = [2, 1, 0, 3][: array.shape[2]] if array.shape[2] >= 3 else [0, 0, 0]
+    return _colour16_to_rgb(array[..., bgr_to_rgb], alpha, f"image {path}")
+
+
+def _colour16_to_rgb(array: np.ndarray, alpha: str, what: str) -> np.ndarray:
+    """uint16 ``[H, W, 3]`` RGB or ``[H, W, 4]`` RGBA -> uint8 RGB by the one rule, alpha onto black."""
+    rgb = array[..., :3]
     if array.shape[2] == 4 and alpha == "composite":
         values = rgb.astype(np.float64) / 65535.0 * (array[..., 3:].astype(np.float64) / 65535.0)
-        return image_to_uint8(values, f"image {path}")  # onto black
-    return image_to_uint8(np.ascontiguousarray(rgb), f"image {path}")
+        return image_to_uint8(values, what)  # onto black
+    return image_to_uint8(np.ascontiguousarray(rgb), what)
+
+
+def _read_tiff(path: Path, alpha: str) -> np.ndarray:
+    """TIFF: 16-bit colour through tifffile at full depth (Pillow reads it as 8-bit, ``v >> 8``)."""
+    what = f"image {path}"
+    try:
+        image = _open_image(path, "image")
+        bits = image.tag_v2.get(258, (8,)) if hasattr(image, "tag_v2") else (8,)
+        if image.mode in ("RGB", "RGBA") and max(bits) > 8:
+            raise ValueError("16-bit colour")
+        return image_to_rgb(image, alpha=alpha, what=what)
+    except ValueError:
+        import tifffile
+
+        array = tifffile.imread(path)
+    if array.ndim == 3 and array.shape[2] in (3, 4) and array.dtype == np.uint16:
+        return _colour16_to_rgb(array, alpha, what)
+    if array.ndim == 3 and array.shape[2] == 4:
+        array = array[..., :3]
+    array = _to_uint8(array, what)
+    return np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array[..., :3]
 
 
 def read_image(path: str | os.PathLike, *, alpha: str = "composite") -> np.ndarray:
@@ -222,16 +249,7 @@ def read_image(path: str | os.PathLike, *, alpha: str = "composite") -> np.ndarr
     if png is not None and png[0] == 16 and png[1] in (2, 6):  # 16-bit RGB / RGBA
         return _read_png48(path, alpha)
     if path.suffix.lower() in (".tif", ".tiff"):
-        try:
-            return image_to_rgb(_open_image(path, "image"), alpha=alpha, what=f"image {path}")
-        except ValueError:
-            import tifffile
-
-            array = tifffile.imread(path)
-            if array.ndim == 3 and array.shape[2] == 4:
-                array = array[..., :3]
-            array = _to_uint8(array, f"image {path}")
-            return np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array[..., :3]
+        return _read_tiff(path, alpha)
     return image_to_rgb(_open_image(path, "image"), alpha=alpha, what=f"image {path}")
 
 

@@ -110,13 +110,13 @@ def test_holdout_scores_what_the_evaluation_harness_scores(tmp_path, kitti_objec
         assert float(row[name]) == pytest.approx(ours[name], rel=1e-5), name
 
 
-def test_depthlab_runs_with_resize_mode_auto(rng, kitti, tiny_pipeline):
+def test_depthlab_runs_with_resize_mode_auto(rng, kitti, tiny_method):
     import torch
 
     calib = parse_kitti_calib(kitti.calib)
     sparse = scan_to_depth(kitti.scan(rng, 400), calib, 100, 80)
     rgb = rng.integers(0, 256, (80, 100, 3), dtype=np.uint8)
-    output = complete_lidar(rgb, sparse, method=tiny_pipeline,
+    output = complete_lidar(rgb, sparse, method=tiny_method,
                             depthlab_options={"num_inference_steps": 2, "strength": 0.5, "processing_resolution": 32})  # fmt: skip
     assert output.method == "depthlab" and output.depth.shape == (80, 100)
     # resize_mode="auto" saw that a nearest resize would drop sparse points and preserved them

@@ -1,6 +1,5 @@
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,30 +7,12 @@ from PIL import Image
 
 from depthlab.cli import main
 
-
-@pytest.fixture(autouse=True)
-def no_weights(monkeypatch, tmp_path_factory):
-    """Make sure `auto` cannot find real weights on the test machine."""
-    monkeypatch.setenv("DEPTHLAB_CHECKPOINTS", str(tmp_path_factory.mktemp("no_weights")))
-    try:
-        import depthlab.models.loading as loading
-    except ImportError:
-        return
-    monkeypatch.setattr(loading, "find_checkpoints", lambda source=None: None)
+# `auto` must not find real weights on the test machine (root conftest)
+pytestmark = pytest.mark.usefixtures("no_weights")
 
 
-def _write_item(folder: Path, stem: str, seed: int, h=24, w=32) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(folder / f"{stem}_colors.png")
-    depth = rng.integers(1000, 4000, (h, w)).astype(np.uint16)
-    depth[rng.random((h, w)) < 0.6] = 0
-    Image.fromarray(depth).save(folder / f"{stem}_depth.png")
-    return depth
-
-
-def test_single_image_all_formats(tmp_path, capsys):
-    depth = _write_item(tmp_path / "in", "a", 0)
+def test_single_image_all_formats(tmp_path, capsys, write_item):
+    depth = write_item(tmp_path / "in", "a", 0)
     out = tmp_path / "out"
     status = main(
         [
@@ -74,10 +55,10 @@ def test_single_image_all_formats(tmp_path, capsys):
     assert "1 already done" in capsys.readouterr().out
 
 
-def test_batch_with_corrupt_file_then_resume(tmp_path, capsys):
+def test_batch_with_corrupt_file_then_resume(tmp_path, capsys, write_item):
     inputs = tmp_path / "in"
     for i, stem in enumerate(["a", "b", "c"]):
-        _write_item(inputs / ("sub" if stem == "c" else ""), stem, i)
+        write_item(inputs / ("sub" if stem == "c" else ""), stem, i)
     (inputs / "b_colors.png").write_bytes(b"this is not a png")
     out = tmp_path / "out"
     args = [
@@ -97,7 +78,7 @@ def test_batch_with_corrupt_file_then_resume(tmp_path, capsys):
     assert "b_colors.png" in captured.err
     assert (out / "a_colors_depth.npy").is_file() and (out / "sub" / "c_colors_depth.npy").is_file()
     before = (out / "a_colors_depth.npy").stat().st_mtime_ns
-    _write_item(inputs, "b", 1)  # repaired
+    write_item(inputs, "b", 1)  # repaired
     assert main(args) == 0
     assert "1 completed, 2 already done (skipped), 0 failed" in capsys.readouterr().out
     assert (out / "a_colors_depth.npy").stat().st_mtime_ns == before
@@ -161,8 +142,8 @@ def test_points_and_manifest(tmp_path):
     assert result[1, 1] == 2.0 and result[8, 10] == 3.0 and result.shape == (10, 12)
 
 
-def test_user_errors_exit_2_without_traceback(tmp_path, capsys):
-    _write_item(tmp_path, "a", 0)
+def test_user_errors_exit_2_without_traceback(tmp_path, capsys, write_item):
+    write_item(tmp_path, "a", 0)
     image = str(tmp_path / "a_colors.png")
     assert main(["complete", image, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
@@ -182,8 +163,8 @@ def test_info_runs(capsys):
     assert "DEPTHLAB_CHECKPOINTS" in printed and "numpy" in printed and "found:" in printed
 
 
-def test_console_entry_subprocess(tmp_path):
-    _write_item(tmp_path, "a", 0)
+def test_console_entry_subprocess(tmp_path, write_item):
+    write_item(tmp_path, "a", 0)
     proc = subprocess.run(
         [
             sys.executable,
@@ -214,7 +195,7 @@ def test_console_entry_subprocess(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
-def test_convert_then_complete_with_depthlab(tmp_path, capsys, monkeypatch):
+def test_convert_then_complete_with_depthlab(tmp_path, capsys, monkeypatch, write_item):
     pytest.importorskip("torch")
     monkeypatch.undo()  # the real weight search: --checkpoints is looked at first
     from depthlab.pipeline import DepthLabPipeline
@@ -225,7 +206,7 @@ def test_convert_then_complete_with_depthlab(tmp_path, capsys, monkeypatch):
     assert main(["convert", str(tmp_path / "tiny"), str(tmp_path / "tiny16"), "--fp16"]) == 0
     assert main(["convert", str(tmp_path / "tiny"), str(tmp_path / "tiny16")]) == 2  # not empty
     assert "--overwrite" in capsys.readouterr().err
-    _write_item(tmp_path / "in", "a", 0)
+    write_item(tmp_path / "in", "a", 0)
     args = [
         "complete",
         str(tmp_path / "in" / "a_colors.png"),

@@ -45,6 +45,10 @@ METRIC_LABELS = {
     "delta1": "δ1 ↑",
     "delta2": "δ2 ↑",
     "delta3": "δ3 ↑",
+    "rmse_mm": "RMSE [mm] ↓",
+    "mae_mm": "MAE [mm] ↓",
+    "i_rmse_km": "iRMSE [1/km] ↓",
+    "i_mae_km": "iMAE [1/km] ↓",
 }
 
 
@@ -89,6 +93,14 @@ def protocol_label(protocol: str) -> str:
         return f"LiDAR {beams}" + (f"/{fmt(params[1])}" if len(params) > 1 else "")
     if kind == "border":
         return f"border {fmt(params[0], True)}%" if params else "border"
+    if kind in ("orb", "sift"):
+        return f"{kind.upper()} {fmt(params[0])}"
+    if kind == "range":
+        return f"range {fmt(params[0], True)}%"
+    if kind == "blob":
+        return f"blob {fmt(params[0], True)}%"
+    if kind == "lines":
+        return f"{fmt(params[0])} lines"
     return "sensor"
 
 
@@ -135,7 +147,7 @@ def markdown_table(
                 if not math.isfinite(value):
                     cells.append("–")
                     continue
-                text = f"{value:.3f}" if metric != "rmse" or value < 100 else f"{value:.1f}"
+                text = f"{value:.3f}" if value < 100 else f"{value:.1f}"
                 if best.get((dataset, protocol, metric)) == value and len(methods) > 1:
                     text = f"**{text}**"
                 cells.append(text)
