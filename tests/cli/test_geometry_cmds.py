@@ -51,6 +51,15 @@ def test_lidar_command(frame):
     assert "1 already done" in depthlab("lidar", frame / "000000.png", "--scan", frame / "000000.bin", "--calib",
                                         frame / "calib.txt", "--method", "linear", "--format", "npy,color,panel,ply",
                                         "--out", out).stdout  # fmt: skip
+    other = depthlab("lidar", frame / "000000.png", "--scan", frame / "000000.bin", "--calib", frame / "calib.txt",
+                     "--method", "nearest", "--format", "npy,color,panel,ply", "--out", out)  # fmt: skip
+    assert other.returncode == 0 and "0 completed" in other.stdout
+    assert "skipped 1: outputs exist from a run with method: 'linear' -> 'nearest'" in other.stdout
+    assert (out / "depthlab-results.jsonl").is_file()
+    o3d = pytest.importorskip("open3d")
+    cloud = o3d.io.read_point_cloud(str(out / "000000_points.ply"))
+    assert len(cloud.points) == 8000 and cloud.has_colors() and cloud.has_normals()
+    assert np.allclose(np.asarray(cloud.points)[:, 2], np.load(out / "000000_depth.npy").ravel())
 
 
 def test_lidar_bad_inputs(frame):
