@@ -574,4 +574,16 @@ def _load_depthlab_layout(root: Path, with_text_encoder: bool, dtype: torch.dtyp
         )["context"]
     if with_text_encoder and (root / "text_encoder").is_dir():
         components["text_encoder"], components["tokenizer"] = load_text_encoder(root, dtype)
+    components.update(saved_call_defaults(root))
     return components
+
+
+# The pipeline's call defaults stored with saved weights (``model_index.json``), as diffusers'
+# ``register_to_config``; an argument left at None means "the model's default".
+CALL_DEFAULTS = ("default_num_inference_steps", "default_processing_resolution", "default_strength")
+
+
+def saved_call_defaults(root: Path) -> dict[str, Any]:
+    """The call defaults stored in ``root/model_index.json`` (those present; older folders have none)."""
+    index = json.loads((root / "model_index.json").read_text())
+    return {name: index[name] for name in CALL_DEFAULTS if index.get(name) is not None}
