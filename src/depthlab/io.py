@@ -29,8 +29,9 @@ import csv
 import errno
 import os
 import re
+import secrets
 import shutil
-import tempfile
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ __all__ = [
     "atomic_write",
     "OUTPUT_MARKER",
     "is_depthlab_output",
+    "nearest_per_pixel",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -78,11 +80,38 @@ _EXR_CHANNELS = ("Z", "depth", "Y", "R")
 # ----------------------------------------------------------------------------------------------
 # atomic writes
 # ----------------------------------------------------------------------------------------------
+def _create_temporary(path: Path) -> tuple[Path, int]:
+    """An empty new file next to ``path`` and the permission bits the result must have.
+
+    Created with ``os.open(..., 0o666)`` like a plain ``open(path, "w")``, so the process umask
+    applies (``tempfile.mkstemp`` would make it ``0600``); when ``path`` exists its permission
+    bits are kept, as writing over it in place would.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}"
+        try:
+            handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            mode = (
+                stat.S_IMODE(os.stat(path).st_mode)
+                if path.exists()
+                else stat.S_IMODE(os.fstat(handle).st_mode)
+            )
+        finally:
+            os.close(handle)
+        return tmp, mode
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, overwrite: bool = False) -> Path:
     """Call ``write(tmp_path)`` for a temporary file next to ``path``, then rename it to ``path``.
 
     The parent folder is created. The temporary file has the same suffix as ``path`` (writers
-    that pick the format from the suffix keep working) and is removed if ``write`` fails.
+    that pick the format from the suffix keep working) and is removed if ``write`` fails. The
+    result gets the permissions a plain ``open(path, "w")`` would give it: ``0666`` less the
+    process umask for a new file, the old file's mode when it replaces one.
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
@@ -94,11 +123,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, over
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(handle)
-    tmp = Path(tmp_name)
+    tmp, mode = _create_temporary(path)
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # the writer may have replaced the file: give it the mode again
         os.replace(tmp, path)
     except OSError as error:
         if error.errno is None:  # e.g. numpy: "N requested and M written"
@@ -422,7 +450,8 @@ def read_points(
     ``v``/``y``/``row``, the depth as ``depth``/``z``/``d`` (e.g. ``v,u,depth``, ``x,y,depth``,
     ``col,row,z``); ``x,y,z`` is refused (it reads as 3D point coordinates), as is a header that
     does not name all three. Points outside the image or with a depth that is not > 0 are an
-    error. When several points land on one pixel the nearest (smallest depth) is kept.
+    error. When several points land on one pixel the nearest (smallest depth) wins, and of equal
+    depths the one listed first (:func:`nearest_per_pixel`, a z-buffer), whatever the file order.
 
     Depth = value / ``scale``. ``scale`` (default: none) is allowed only when every depth value is
     written as an integer (e.g. millimetres); with fractional values it is an error, because they
@@ -478,10 +507,35 @@ def read_points(
     bad = ~(np.isfinite(values) & (values > 0))
     if bad.any():
         raise ValueError(f"{path}: {int(bad.sum())} points have a depth that is not > 0")
-    depth = np.zeros((height, width), np.float64)
-    order = np.argsort(-values)  # far first, so the nearest point on a pixel is written last
-    depth[rws[order], cols[order]] = values[order]
-    return depth.astype(np.float32)
+    depth = np.zeros(height * width, np.float64)
+    pixels, winners = nearest_per_pixel(rws * width + cols, values)
+    depth[pixels] = values[winners]  # one value per pixel: no repeated indices
+    return depth.reshape(height, width).astype(np.float32)
+
+
+def nearest_per_pixel(flat_pixel: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The z-buffer rule: per pixel the nearest candidate wins; equal depths: the earlier one.
+
+    Args:
+        flat_pixel: int ``[M]`` flat pixel index (``row * W + col``) of each candidate.
+        depth: ``[M]`` depth of each candidate.
+
+    Returns:
+        ``(pixels, winners)``: each distinct pixel hit (ascending) and the index of its winning
+        candidate. One stable lexsort decides, so the result never depends on the order numpy
+        applies repeated fancy-index assignments in. :func:`depthlab.geometry.zbuffer` is this rule.
+    """
+    flat_pixel = np.asarray(flat_pixel, np.int64).ravel()
+    depth = np.asarray(depth).ravel()
+    if flat_pixel.shape != depth.shape:
+        raise ValueError(
+            f"flat_pixel {flat_pixel.shape} and depth {depth.shape} must have one entry per candidate"
+        )
+    order = np.lexsort((np.arange(len(depth)), depth, flat_pixel))  # by pixel, then depth, then index
+    sorted_pixels = flat_pixel[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = sorted_pixels[1:] != sorted_pixels[:-1]
+    return sorted_pixels[first], order[first]
 
 
 def _is_number(text: str) -> bool:
