@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-pytestmark = pytest.mark.wheel
+pytestmark = [pytest.mark.wheel, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -72,6 +72,10 @@ DEPTHLAB_OPTION_RULES: dict[str, tuple[str, Any]] = {
 }
 
 
+# options whose None means "the model's default" (stored with its weights)
+_MODEL_DEFAULTS = ("num_inference_steps", "processing_resolution", "strength")
+
+
 def check_depthlab_options(options: dict[str, Any]) -> None:
     """Range-check the DepthLab options in ``options`` (others are left alone).
 
@@ -80,7 +84,7 @@ def check_depthlab_options(options: dict[str, Any]) -> None:
     """
     for name, value in options.items():
         rule = DEPTHLAB_OPTION_RULES.get(name)
-        if rule is None:
+        if rule is None or (value is None and name in _MODEL_DEFAULTS):
             continue
         kind, spec = rule
         if kind == "choice":

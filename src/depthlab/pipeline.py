@@ -75,6 +75,11 @@ class DepthLabPipeline(DiffusionPipeline):
         image_processor: CLIP image processor (shortest side 224, centre crop, CLIP mean/std).
         text_encoder, tokenizer: optional; only used for ``guidance_scale > 1``.
 
+    Call defaults: ``default_num_inference_steps`` (50), ``default_processing_resolution`` (768)
+    and ``default_strength`` (0.8) are registered in ``pipe.config`` (diffusers'
+    ``register_to_config``), stored with the weights by :meth:`save_pretrained` and read back by
+    :meth:`from_pretrained`; a call argument left at None takes the model's default.
+
     Building the pipeline does not touch the modules it is given. Each call installs the
     reference-attention processors (:attr:`reference_attention`) on the two U-Nets for its
     duration and puts back the ones they had; ``pipe.reference_attention.install()`` installs them
@@ -96,8 +101,12 @@ class DepthLabPipeline(DiffusionPipeline):
         text_encoder: Any = None,
         tokenizer: Any = None,
         reference_fp16_rounding: bool = True,
+        default_num_inference_steps: int = 50,
+        default_processing_resolution: int = 768,
+        default_strength: float = 0.8,
     ) -> None:
         super().__init__()
+        _check_call_defaults(default_num_inference_steps, default_processing_resolution, default_strength)
         if image_processor is None:
             image_processor = clip_image_processor()
         for name, model, channels in (
@@ -118,6 +127,11 @@ class DepthLabPipeline(DiffusionPipeline):
             image_processor=image_processor,
             text_encoder=text_encoder,
             tokenizer=tokenizer,
+        )
+        self.register_to_config(
+            default_num_inference_steps=default_num_inference_steps,
+            default_processing_resolution=default_processing_resolution,
+            default_strength=default_strength,
         )
         self.reference_attention = ReferenceAttention(
             reference_unet, estimation_unet, fp16_rounding=reference_fp16_rounding
@@ -152,6 +166,9 @@ class DepthLabPipeline(DiffusionPipeline):
                 ``guidance_scale > 1``; loaded on demand otherwise).
             reference_fp16_rounding: round reference features to float16 as the original does.
 
+        The call defaults saved with a :meth:`save_pretrained` folder (``default_num_inference_steps``,
+        ...) are restored; the original layout gets the class defaults (50 steps, 768, 0.8).
+
         Raises:
             CheckpointNotFoundError: weights missing (the message lists them and how to get them).
             CheckpointError: a tensor is missing, unexpected or mis-shaped.
@@ -183,6 +200,9 @@ class DepthLabPipeline(DiffusionPipeline):
     ) -> Path:
         """Write all components as safetensors + configs (loads fast with :meth:`from_pretrained`).
 
+        ``model_index.json`` also stores the call defaults (``default_num_inference_steps``,
+        ``default_processing_resolution``, ``default_strength``).
+
         Args:
             save_directory: target folder (created; must be empty unless ``overwrite``).
             dtype: store the weights in this dtype (e.g. ``torch.float16`` halves the size);
@@ -200,6 +220,7 @@ class DepthLabPipeline(DiffusionPipeline):
             "_class_name": "DepthLabPipeline",
             "_depthlab_format": _FORMAT_VERSION,
             "reference_fp16_rounding": self.reference_attention.fp16_rounding,
+            **{name: self.config[name] for name in loading.CALL_DEFAULTS},
             "components": {},
         }
         models = {
@@ -422,9 +443,9 @@ class DepthLabPipeline(DiffusionPipeline):
         depth: Any,
         known_mask: Any = None,
         *,
-        num_inference_steps: int = 50,
-        processing_resolution: int = 768,
-        strength: float = 0.8,
+        num_inference_steps: int | None = None,
+        processing_resolution: int | None = None,
+        strength: float | None = None,
         blend: bool = True,
         normalize_scale: float = 1.0,
         refine: bool = False,
@@ -450,11 +471,14 @@ class DepthLabPipeline(DiffusionPipeline):
             depth: ``[H, W]`` depth in any unit (numpy/torch), or a list. Values at unknown pixels
                 are ignored (except with ``refine=True``, where the whole map is the initial guess).
             known_mask: ``[H, W]`` bool, True = known (or a list). Default: finite and > 0.
-            num_inference_steps: DDIM steps of the full schedule (>= 1).
+            num_inference_steps: DDIM steps of the full schedule (>= 1); None: the model's
+                ``default_num_inference_steps`` (50 unless saved otherwise).
             processing_resolution: longest side at which the model runs; 0 = input size.
-                Sizes that are not multiples of 8 are padded and cropped back.
+                Sizes that are not multiples of 8 are padded and cropped back. None: the model's
+                ``default_processing_resolution`` (768 unless saved otherwise).
             strength: fraction of the schedule that is run, in (0, 1]; < 1 starts from the noised
-                pre-filled depth, 1 from pure noise.
+                pre-filled depth, 1 from pure noise. None: the model's ``default_strength`` (0.8
+                unless saved otherwise).
             blend: after every step but the last, put the noised known depth latent back where the
                 latent-resolution mask is known.
             normalize_scale: known depth range is mapped to ``[-s, s]``.
@@ -484,7 +508,13 @@ class DepthLabPipeline(DiffusionPipeline):
         Returns:
             :class:`~depthlab.outputs.DepthLabOutput`.
         """
-        # 1. Check every argument and input before any work.
+        # 1. Check every argument and input before any work (None: the model's defaults).
+        if num_inference_steps is None:
+            num_inference_steps = self.config.default_num_inference_steps
+        if processing_resolution is None:
+            processing_resolution = self.config.default_processing_resolution
+        if strength is None:
+            strength = self.config.default_strength
         checked = self.check_inputs(
             image,
             depth,
@@ -795,6 +825,22 @@ class _CheckedInputs:
     generators: list[torch.Generator | None]
     noise_rows: list[torch.Tensor] | None
     latent_rows: list[torch.Tensor] | None
+
+
+def _check_call_defaults(steps: Any, resolution: Any, strength: Any) -> None:
+    """``ValueError``/``TypeError`` naming the default that is out of range."""
+    for name, value, low in (
+        ("default_num_inference_steps", steps, 1),
+        ("default_processing_resolution", resolution, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"`{name}` must be an integer; got {value!r}")
+        if value < low:
+            raise ValueError(f"`{name}` must be >= {low}; got {value}")
+    if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)):
+        raise TypeError(f"`default_strength` must be a number; got {strength!r}")
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"`default_strength` must be in (0, 1]; got {strength}")
 
 
 def _standardize_inputs(

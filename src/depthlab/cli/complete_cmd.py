@@ -7,9 +7,9 @@ depth is the first existing file among, in the ``--depth`` folder (default: the 
 the image; depth suffixes ``.npy .npz .png .tif .tiff .pfm .exr``). Masks (``--mask DIR``) and
 point lists (``--points DIR``) are matched the same way with ``_mask`` and ``_points``. Files
 whose stem ends with ``_depth``, ``_mask`` or ``_points`` are never taken as images; depthlab's
-own outputs (this run's output names, and every file a results manifest lists) are never taken
-as inputs. A CSV manifest (``--manifest``) with columns ``image,depth[,mask][,points][,out]``
-replaces the rule.
+own outputs (this run's output names, every file a results manifest lists, and every PNG result,
+which carries a depthlab marker, with the ``.npy`` next to it) are never taken as inputs. A CSV
+manifest (``--manifest``) with columns ``image,depth[,mask][,points][,out]`` replaces the rule.
 
 Outputs mirror the inputs: ``<out>/<sub-folder>/<stem>_depth.npy``, ``<stem>_depth.png``
 (16-bit), ``<stem>_color.png`` and ``<stem>_panel.png``; ``<out>/depthlab-results.jsonl``
