@@ -207,3 +207,15 @@ def test_depthlab_runs_with_resize_mode_auto(rng, kitti, tiny_method):
     # resize_mode="auto" saw that a nearest resize would drop sparse points and preserved them
     assert output.info["resize_mode"] == ["preserve"]
     assert not torch.is_tensor(output.depth)
+
+
+def test_picture_outputs_are_marked_as_depthlab_results(tmp_path, rng, kitti):
+    from depthlab import io
+
+    kitti.object_frame(tmp_path / "training", "000001", rng)
+    config = LidarConfig(images=[str(tmp_path / "training")], out=str(tmp_path / "out"), method="nearest",
+                         formats=("png16", "color", "panel"), progress=False)  # fmt: skip
+    assert run_lidar(config).done == 1
+    for name in ("000001_depth.png", "000001_color.png", "000001_panel.png"):
+        assert io.is_depthlab_output(tmp_path / "out" / name), name
+    assert not io.is_depthlab_output(tmp_path / "training" / "image_2" / "000001.png")
