@@ -128,7 +128,9 @@ def load_method(
         import torch
 
         device = device or options.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        pipeline = load_pipeline(paths, device=device, torch_dtype=_torch_dtype(options.dtype))
+        pipeline = load_pipeline(
+            paths, device=device, torch_dtype=_torch_dtype(options.dtype), low_memory=options.low_memory
+        )
     return LoadedMethod(name=chosen, reason=reason, pipeline=pipeline)
 
 
