@@ -49,7 +49,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # options of ``complete`` that are used to load the pipeline, not passed to its call
-_LOAD_OPTIONS = ("device", "torch_dtype")
+_LOAD_OPTIONS = ("device", "torch_dtype", "low_memory")
 MethodRunner = Callable[[Any, np.ndarray, np.ndarray], Any]
 
 
@@ -333,15 +333,22 @@ def resolve_method(
     return "depthlab", f"{reason} ({paths.layout} layout, {found})", paths
 
 
-def load_pipeline(paths: Any, *, device: Any = None, torch_dtype: Any = None) -> Any:
-    """Load :class:`depthlab.DepthLabPipeline` from found checkpoint paths (or a folder/None)."""
+def load_pipeline(
+    paths: Any, *, device: Any = None, torch_dtype: Any = None, low_memory: bool = False
+) -> Any:
+    """Load :class:`depthlab.DepthLabPipeline` from found checkpoint paths (or a folder/None).
+
+    ``low_memory``: see :meth:`depthlab.DepthLabPipeline.from_pretrained`.
+    """
     from depthlab.pipeline import DepthLabPipeline
 
     if paths is not None and hasattr(paths, "layout"):
         source = paths.root if paths.layout == "depthlab" else _original_root(paths)
     else:
         source = paths
-    return DepthLabPipeline.from_pretrained(source, torch_dtype=torch_dtype, device=device)
+    return DepthLabPipeline.from_pretrained(
+        source, torch_dtype=torch_dtype, device=device, low_memory=bool(low_memory)
+    )
 
 
 def _original_root(paths: Any) -> Any:

@@ -290,6 +290,12 @@ def register(subparsers: Any) -> None:
         choices=("fp32", "fp16", "bf16"),
         help="DepthLab weights dtype (default fp32)",
     )
+    method_group.add_argument(
+        "--low-memory",
+        action="store_true",
+        help="hold only the DepthLab model that runs in memory (CPU: read from the files per "
+        "stage; GPU: offload to CPU); same result, lower peak memory, a little slower",
+    )
 
     engine_group = parser.add_argument_group("scale-out (docs/scale-out.md)")
     engine_group.add_argument(
@@ -356,7 +362,15 @@ def _unit(args: argparse.Namespace) -> str:
 def _depthlab_only_flags(args: argparse.Namespace) -> list[str]:
     """The DepthLab-only flags given on the command line."""
     given = [f"--{name.replace('_', '-')}" for name, _ in _PIPELINE_FLAGS if getattr(args, name) is not None]
-    given += [flag for flag, value in (("--refine", args.refine), ("--dtype", args.dtype)) if value]
+    given += [
+        flag
+        for flag, value in (
+            ("--refine", args.refine),
+            ("--dtype", args.dtype),
+            ("--low-memory", args.low_memory),
+        )
+        if value
+    ]
     return given + (["--device"] if args.device is not None else [])
 
 
@@ -399,6 +413,7 @@ def batch_options(args: argparse.Namespace) -> BatchOptions:
         checkpoints=args.checkpoints,
         device=args.device,
         dtype=args.dtype,
+        low_memory=args.low_memory,
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
