@@ -94,3 +94,18 @@ def test_cli_low_memory_flag(tmp_path: Path, capsys, monkeypatch, write_item, sa
     capsys.readouterr()
     assert main(args + ["--low-memory", "--method", "guided", "--out", str(tmp_path / "g")]) == 0
     assert "--low-memory" in capsys.readouterr().err  # named as ignored: a DepthLab-only flag
+
+
+def test_model_offload_hooks_give_the_same_answer() -> None:
+    # What low_memory does on an accelerator (enable_model_cpu_offload along
+    # model_cpu_offload_seq), run here with the CPU as the "execution device": the hooks fire on
+    # every model's forward (VAE encode/decode included) and change nothing in the result.
+    pipe = DepthLabPipeline.build_tiny(seed=2)
+    expected = run(pipe)
+    pipe.enable_model_cpu_offload(device="cpu")
+    hooked = {
+        name for name in pipe.model_cpu_offload_seq.split("->") if hasattr(getattr(pipe, name), "_hf_hook")
+    }
+    assert hooked == {"image_encoder", "image_projection", "vae", "reference_unet", "estimation_unet"}
+    out = run(pipe)
+    assert np.array_equal(out.depth, expected.depth) and np.array_equal(out.uncertainty, expected.uncertainty)
