@@ -67,7 +67,7 @@ DEPTHLAB_OPTION_RULES: dict[str, tuple[str, Any]] = {
     "guidance_scale": ("float", (1.0, True, None, ">= 1")),
     "preserve_known": ("choice", ("none", "exact", "smooth")),
     "resize_mode": ("choice", ("auto", "nearest", "preserve")),
-    "fill_mode": ("choice", ("exact", "fast")),
+    "fill_mode": ("choice", ("exact", "fast", "auto")),
     "timestep_spacing": ("choice", (None, "leading", "trailing", "linspace")),
 }
 

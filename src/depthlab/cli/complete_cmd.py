@@ -259,9 +259,10 @@ def register(subparsers: Any) -> None:
     )
     method_group.add_argument(
         "--fill-mode",
-        choices=("exact", "fast"),
+        choices=("exact", "fast", "auto"),
         default=None,
-        help="DepthLab pre-fill: exact (original, default) or fast",
+        help="DepthLab pre-fill: exact (original, default), fast (not within the golden "
+        "tolerance) or auto (= exact on every device: fast does not match the golden cases)",
     )
     method_group.add_argument(
         "--timestep-spacing",
