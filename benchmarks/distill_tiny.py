@@ -6,6 +6,10 @@ Reproduce (2-core CPU, ~15 CPU-minutes in all; heavy, so under the shared lock):
     flock /tmp/depthlab-heavy.lock depthlab train --config distill_tiny
     flock /tmp/depthlab-heavy.lock python benchmarks/distill_tiny.py --out benchmarks/results/distill_tiny.md
 
+Writes the table (``.md``), the numbers (``.json``), a picture of outputs (``.png``) and the error
+vs CPU seconds per image plot (``_tradeoff.png``). On a shared machine use ``--threads 1``: two
+OpenMP threads on an oversubscribed CPU spend most of their time spin-waiting.
+
 For every configuration (teacher = DDIM at 40/4/2 steps, student = LCM at 4/2/1 steps; all at the
 original's strength 0.8 with blending; processing at the input size, ``fill_mode="fast"``) the
 script runs the real ``DepthLabPipeline`` on the held-out frames (synthetic seed 1000, never seen
@@ -116,11 +120,19 @@ def main() -> None:
         )
     write_results(Path(args.out), rows, args, len(items))
     save_picture(Path(args.out).with_suffix(".png"), items, predictions)
+    save_tradeoff_plot(Path(args.out).with_name(Path(args.out).stem + "_tradeoff.png"), rows)
+
+
+def _run_summary(checkpoint: str) -> dict:
+    """``summary.json`` of the run that exported ``checkpoint`` (``<run>/final/depthlab``), or ``{}``."""
+    path = Path(checkpoint).parent.parent / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def write_results(path: Path, rows: list[dict], args: argparse.Namespace, n_items: int) -> None:
     by_name = {row["config"]: row for row in rows}
     base = by_name["teacher@40"]
+    runs = {"teacher": _run_summary(args.teacher), "student": _run_summary(args.student)}
     lines = [
         "# Few-step student (latent consistency distillation) vs teacher, tiny model, held-out synthetic scenes",
         "",
@@ -131,18 +143,46 @@ def write_results(path: Path, rows: list[dict], args: argparse.Namespace, n_item
         '"vs teacher@40" scores each output against teacher@40\'s output on the same frame and seed.',
         "",
         "| config | U-Net evals | AbsRel vs GT | RMSE vs GT (m) | AbsRel vs teacher@40 | RMSE vs teacher@40 (m) "
-        "| s / image (wall) | CPU s / image | cost vs teacher@40 |",
+        "| s / image (wall) | CPU s / image | cost vs teacher@40 (CPU s) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['config']} | {row['unet_evals']} | {row['gt_abs_rel']:.4f} | {row['gt_rmse']:.4f} | "
             f"{row['t40_abs_rel']:.4f} | {row['t40_rmse']:.4f} | {row['wall']:.4f} | {row['cpu']:.4f} | "
-            f"{base['wall'] / row['wall']:.1f}x lower |"
+            f"{base['cpu'] / row['cpu']:.1f}x lower |"
         )
+    teacher_s = runs["teacher"].get("train_seconds")
+    student_s = runs["student"].get("train_seconds")
+    lines += [
+        "",
+        f"Teacher: `{args.teacher}` ({runs['teacher'].get('end_step', '?')} training steps, "
+        + (f"{teacher_s:.0f} s" if teacher_s else "time unknown")
+        + f"). Student: `{args.student}` ({runs['student'].get('steps', '?')} distillation steps, "
+        + (f"{student_s:.0f} s" if student_s else "time unknown")
+        + ").",
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
-    path.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    record = {
+        "rows": rows,
+        "settings": {
+            "frames": n_items,
+            "size": args.size,
+            "strength": args.strength,
+            "masks": MASKS,
+            "threads": args.threads,
+            "device": args.device,
+            "torch": torch.__version__,
+            "teacher": args.teacher,
+            "student": args.student,
+        },
+        "runs": {
+            name: {k: summary.get(k) for k in ("steps", "end_step", "train_seconds")}
+            for name, summary in runs.items()
+        },
+    }
+    path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     print("\n".join(lines))
 
 
@@ -162,6 +202,38 @@ def save_picture(path: Path, items: list, predictions: dict[str, list[np.ndarray
         rows.append(np.concatenate(tiles, axis=1))
     grid = np.concatenate(rows, axis=0)
     Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(path)
+
+
+def save_tradeoff_plot(path: Path, rows: list[dict]) -> None:
+    """Error (AbsRel vs teacher@40 and vs GT, unknown region) against CPU seconds per image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for axis, key, title in (
+        (axes[0], "t40_abs_rel", "AbsRel vs teacher@40 output"),
+        (axes[1], "gt_abs_rel", "AbsRel vs ground truth"),
+    ):
+        for row in rows:
+            student = row["config"].startswith("student")
+            axis.scatter(
+                row["cpu"], row[key], marker="o" if student else "s", color="C1" if student else "C0"
+            )
+            axis.annotate(
+                row["config"], (row["cpu"], row[key]), textcoords="offset points", xytext=(4, 4), fontsize=8
+            )
+        axis.set_xscale("log")
+        axis.set_xlabel("CPU seconds per image (log)")
+        axis.set_ylabel("AbsRel, unknown region")
+        axis.set_title(title)
+        axis.grid(True, alpha=0.3)
+    axes[0].scatter([], [], marker="s", color="C0", label="teacher (DDIM)")
+    axes[0].scatter([], [], marker="o", color="C1", label="student (LCM)")
+    axes[0].legend(loc="best", fontsize=8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -36,20 +36,39 @@ import numpy as np
 from depthlab.models.reference_attention import ReferenceReadProcessor
 
 FULL_UNET = {
-    "block_out_channels": (320, 640, 1280, 1280), "layers_per_block": 2, "attention_head_dim": (5, 10, 20, 20),
-    "cross_attention_dim": 1024, "use_linear_projection": True, "norm_num_groups": 32, "out_channels": 4,
+    "block_out_channels": (320, 640, 1280, 1280),
+    "layers_per_block": 2,
+    "attention_head_dim": (5, 10, 20, 20),
+    "cross_attention_dim": 1024,
+    "use_linear_projection": True,
+    "norm_num_groups": 32,
+    "out_channels": 4,
     "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, "flip_sin_to_cos": True, "freq_shift": 0,
+    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
     "sample_size": 96,
 }
 FULL_VAE = {
-    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32,
-    "block_out_channels": (128, 256, 512, 512), "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4, "sample_size": 768,
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "block_out_channels": (128, 256, 512, 512),
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "sample_size": 768,
 }
 FULL_CLIP_VISION = {
-    "hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32, "num_attention_heads": 16,
-    "patch_size": 14, "image_size": 224, "projection_dim": 1024, "hidden_act": "gelu",
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 16,
+    "patch_size": 14,
+    "image_size": 224,
+    "projection_dim": 1024,
+    "hidden_act": "gelu",
 }
 
 
@@ -128,8 +147,13 @@ def measure(resolution: int, dtype_name: str, device_name: str, repeats: int) ->
     build_s = time.perf_counter() - start
     height, width = resolution * 3 // 4 // 8 * 8, resolution
     h, w = height // 8, width // 8
-    result: dict = {"resolution": resolution, "size": [height, width], "dtype": dtype_name,
-                    "device": device_name, "build_s": build_s}
+    result: dict = {
+        "resolution": resolution,
+        "size": [height, width],
+        "dtype": dtype_name,
+        "device": device_name,
+        "build_s": build_s,
+    }
 
     image = torch.rand(1, 3, height, width, device=device, dtype=dtype) * 2 - 1
     context = torch.randn(1, 1, 1024, device=device, dtype=dtype)
@@ -171,7 +195,10 @@ def measure(resolution: int, dtype_name: str, device_name: str, repeats: int) ->
         fusion.set_features(features)
         processors = pipe.estimation_unet.attn_processors
         pipe.estimation_unet.set_attn_processor(
-            {n: OriginalLikeReadProcessor(fusion, n) if n in fusion.names else p for n, p in processors.items()}
+            {
+                n: OriginalLikeReadProcessor(fusion, n) if n in fusion.names else p
+                for n, p in processors.items()
+            }
         )
         result["step_original_like_s"] = timed(original_step, device, repeats)
         pipe.estimation_unet.set_attn_processor(processors)
@@ -204,7 +231,14 @@ def per_image_seconds(r: dict, steps: int, original: bool) -> float:
     """Estimated seconds per image at ``steps`` denoising steps (default 50 x strength 0.8 = 40)."""
     step = r["step_original_like_s"] if original else r["step_depthlab_s"]
     reference = r["reference_unet_original_s"] if original else r["reference_unet_s"]
-    return steps * step + reference + 4 * r["vae_encode_s"] + r["vae_decode_s"] + r["clip_s"] + r["fills_exact_s"]
+    return (
+        steps * step
+        + reference
+        + 4 * r["vae_encode_s"]
+        + r["vae_decode_s"]
+        + r["clip_s"]
+        + r["fills_exact_s"]
+    )
 
 
 def write_report(results: list[dict], path: Path, command: str) -> None:
@@ -274,13 +308,27 @@ def main() -> None:
     results = []
     for resolution in args.resolutions:
         for dtype in args.dtypes:
-            cmd = [sys.executable, __file__, "--one", f"{resolution}:{dtype}", "--device", args.device,
-                   "--repeats", str(args.repeats)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                f"{resolution}:{dtype}",
+                "--device",
+                args.device,
+                "--repeats",
+                str(args.repeats),
+            ]
             print(f"measuring {resolution}px {dtype} on {args.device} ...", flush=True)
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
-                results.append({"resolution": resolution, "dtype": dtype, "device": args.device,
-                                "error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"})
+                results.append(
+                    {
+                        "resolution": resolution,
+                        "dtype": dtype,
+                        "device": args.device,
+                        "error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed",
+                    }
+                )
             else:
                 results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(json.dumps(results[-1]), flush=True)

@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -8,17 +6,6 @@ from depthlab import classical
 from depthlab.completion import complete
 
 CLASSICAL = ("guided", "linear", "nearest", "lidar")
-
-NYU = (
-    Path(__file__).resolve().parents[1]
-    / ".."
-    / "shared"
-    / "datasets"
-    / "stepi2299__eadir2"
-    / "data"
-    / "nyu_samples"
-    / "nyu2_test"
-)
 
 
 def _scene(h=48, w=64, seed=0):
@@ -116,13 +103,11 @@ def test_lidar_fills_scan_lines():
     assert np.median(np.abs(out - gt) / gt) < 0.1
 
 
-def test_guided_beats_nearest_and_linear_on_a_nyu_frame():
-    if not NYU.is_dir():
-        pytest.skip(f"NYUv2 samples not found at {NYU}")
+def test_guided_beats_nearest_and_linear_on_a_nyu_frame(nyu_samples):
     from depthlab.masks import make_mask, protocol_rng
 
-    rgb = np.asarray(Image.open(NYU / "00000_colors.png").convert("RGB"))[::2, ::2]
-    gt = np.asarray(Image.open(NYU / "00000_depth.png")).astype(np.float32)[::2, ::2] / 1000.0
+    rgb = np.asarray(Image.open(nyu_samples / "00000_colors.png").convert("RGB"))[::2, ::2]
+    gt = np.asarray(Image.open(nyu_samples / "00000_depth.png")).astype(np.float32)[::2, ::2] / 1000.0
     known = make_mask("points:200", gt > 0, protocol_rng(0, "00000", "points:200"))
     depth = np.where(known, gt, 0.0)
     unknown = ~known

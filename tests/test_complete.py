@@ -17,11 +17,9 @@ def inputs():
 
 
 @pytest.fixture
-def no_weights(monkeypatch):
+def no_weights(no_weights):
+    """The root conftest's ``no_weights``, for tests that need torch (DepthLab installed, no weights)."""
     pytest.importorskip("torch")
-    import depthlab.models.loading as loading
-
-    monkeypatch.setattr(loading, "find_checkpoints", lambda source=None: None)
 
 
 def test_auto_falls_back_to_guided_without_weights(inputs, no_weights):

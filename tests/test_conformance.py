@@ -23,7 +23,9 @@ from PIL import Image  # noqa: E402
 
 from depthlab import DepthLabPipeline, preprocessing  # noqa: E402
 
-GOLDEN = Path(os.environ.get("DEPTHLAB_GOLDEN", Path(__file__).resolve().parents[1] / ".." / "shared" / "golden"))
+GOLDEN = Path(
+    os.environ.get("DEPTHLAB_GOLDEN", Path(__file__).resolve().parents[1] / ".." / "shared" / "golden")
+)
 if not (GOLDEN / "cases" / "index.json").is_file():
     pytest.skip(f"golden cases not found at {GOLDEN} (set DEPTHLAB_GOLDEN)", allow_module_level=True)
 
@@ -88,14 +90,18 @@ def test_resize(case: Case) -> None:
     assert list(size) == case.params["processing_size_hw"]
     np.testing.assert_array_equal(preprocessing.resize_rgb(case.rgb, size), case["resized_rgb"])
     np.testing.assert_array_equal(preprocessing.resize_depth(source, size), case["resized_depth"])
-    np.testing.assert_array_equal(preprocessing.resize_known_mask(case.known, size), case["resized_mask"] == 0)
+    np.testing.assert_array_equal(
+        preprocessing.resize_known_mask(case.known, size), case["resized_mask"] == 0
+    )
     resized = preprocessing.resize_inputs(case.rgb, source, case.known, case.call["processing_res"])
     assert resized.resize_mode == "nearest"
 
 
 def test_normalize_and_linear_fill(case: Case) -> None:
     known = case["resized_mask"] == 0
-    normalized, lo, hi = preprocessing.normalize_depth(case["resized_depth"], known, case.call["normalize_scale"])
+    normalized, lo, hi = preprocessing.normalize_depth(
+        case["resized_depth"], known, case.call["normalize_scale"]
+    )
     assert lo == case["min_value"] and hi == case["max_value"]
     np.testing.assert_array_equal(normalized, case["depth_normalized"][0, 0])
     filled = preprocessing.linear_fill(np.where(known, normalized, 0), known)
@@ -200,7 +206,9 @@ def test_scheduler_step_and_blend(pipe: DepthLabPipeline, case: Case) -> None:
     timesteps = case["timesteps"]
     latent = t(case["noisy_latent_init"])
     if case.call["strength"] < 1:
-        noisy = pipe.scheduler.add_noise(t(case["depth_latent"]), t(case["noise"]), torch.tensor([timesteps[0]]))
+        noisy = pipe.scheduler.add_noise(
+            t(case["depth_latent"]), t(case["noise"]), torch.tensor([timesteps[0]])
+        )
         assert max_abs(noisy, case["noisy_latent_init"]) < 1e-6
     for i, timestep in enumerate(timesteps):
         out = pipe.scheduler.step(t(case["noise_pred"][i]), int(timestep), latent)

@@ -18,24 +18,9 @@ def run(pipeline: DepthLabPipeline, *args, **kwargs):
     return pipeline(*args, **{**STEPS, **kwargs})
 
 
-@pytest.fixture(scope="module")
-def pipe() -> DepthLabPipeline:
-    return DepthLabPipeline.build_tiny(seed=0)
-
-
-def make_scene(height: int = 44, width: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """RGB uint8 [H, W, 3], depth [H, W] in metres with a hole (0 = unknown), known mask."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:height, :width]
-    depth = (2.0 + 3.0 * yy / height + 0.5 * np.sin(xx / 7.0)).astype(np.float32)
-    rgb = np.clip(np.stack([depth * 40, 255 - depth * 30, xx * 4.0], -1) + rng.normal(0, 5, (height, width, 3)), 0, 255)
-    known = ((yy - height / 2) ** 2 / (height / 4) ** 2 + (xx - width / 2) ** 2 / (width / 4) ** 2) > 1
-    return rgb.astype(np.uint8), np.where(known, depth, 0).astype(np.float32), known
-
-
-def test_output_contract_any_size(pipe: DepthLabPipeline) -> None:
+def test_output_contract_any_size(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     rgb, depth, known = make_scene(44, 60)  # not multiples of 8 at processing_resolution 0
-    out = run(pipe, rgb, depth, processing_resolution=0, generator=torch.Generator().manual_seed(0))
+    out = run(tiny_pipeline, rgb, depth, processing_resolution=0, generator=torch.Generator().manual_seed(0))
     assert out.depth.shape == (44, 60) and out.depth.dtype == np.float32
     assert np.isfinite(out.depth).all() and (out.depth >= 0).all()
     np.testing.assert_array_equal(out.known_mask, known)  # default mask: finite and > 0
@@ -46,95 +31,115 @@ def test_output_contract_any_size(pipe: DepthLabPipeline) -> None:
     assert out.depth.min() > lo - 2 * (hi - lo) and out.depth.max() < hi + 2 * (hi - lo)
 
 
-def test_processing_resolution_resizes_back(pipe: DepthLabPipeline) -> None:
+def test_processing_resolution_resizes_back(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     rgb, depth, known = make_scene(50, 70)
-    out = run(pipe, rgb, depth, known, processing_resolution=35, output_latent=True)
+    out = run(tiny_pipeline, rgb, depth, known, processing_resolution=35, output_latent=True)
     assert out.depth.shape == (50, 70)
     assert out.info["processing_size"] == [[25, 35]]
     assert tuple(out.latent.shape) == (1, 4, 4, 5)  # 25x35 padded to 32x40
 
 
-def test_same_generator_same_output_and_seed_matters(pipe: DepthLabPipeline) -> None:
+def test_same_generator_same_output_and_seed_matters(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     rgb, depth, known = make_scene()
-    outs = [run(pipe, rgb, depth, known, generator=torch.Generator().manual_seed(s)).depth for s in (3, 3, 4)]
+    outs = [
+        run(tiny_pipeline, rgb, depth, known, generator=torch.Generator().manual_seed(s)).depth
+        for s in (3, 3, 4)
+    ]
     np.testing.assert_array_equal(outs[0], outs[1])
     assert np.abs(outs[0] - outs[2]).max() > 1e-4
 
 
-def test_batch_equals_single(pipe: DepthLabPipeline) -> None:
+def test_batch_equals_single(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     scenes = [make_scene(seed=0), make_scene(seed=1)]
     scenes[1] = (scenes[1][0][:, ::-1].copy(), scenes[1][1] * 1.5, scenes[1][2])
     noise = torch.randn(2, 4, 6, 8, generator=torch.Generator().manual_seed(0))
-    batch = run(pipe, [s[0] for s in scenes], [s[1] for s in scenes], [s[2] for s in scenes],
-                 noise=noise, batch_size=2, output_latent=True)
+    batch = run(
+        tiny_pipeline,
+        [s[0] for s in scenes],
+        [s[1] for s in scenes],
+        [s[2] for s in scenes],
+        noise=noise,
+        batch_size=2,
+        output_latent=True,
+    )
     assert batch.depth.shape == (2, 44, 60)
     for i, (rgb, depth, known) in enumerate(scenes):
-        single = run(pipe, rgb, depth, known, noise=noise[i : i + 1], output_latent=True)
+        single = run(tiny_pipeline, rgb, depth, known, noise=noise[i : i + 1], output_latent=True)
         assert np.abs(batch.latent[i].numpy() - single.latent[0].numpy()).max() < 1e-5
         assert np.abs(batch.depth[i] - single.depth).max() < 1e-4
 
 
-def test_batch_of_different_sizes_returns_list(pipe: DepthLabPipeline) -> None:
+def test_batch_of_different_sizes_returns_list(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     a, b = make_scene(44, 60), make_scene(36, 52)
-    out = run(pipe, [a[0], b[0]], [a[1], b[1]], processing_resolution=0, generator=torch.Generator().manual_seed(0))
+    out = run(
+        tiny_pipeline,
+        [a[0], b[0]],
+        [a[1], b[1]],
+        processing_resolution=0,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert isinstance(out.depth, list) and [d.shape for d in out.depth] == [(44, 60), (36, 52)]
 
 
-def test_ensemble_mean_and_uncertainty(pipe: DepthLabPipeline) -> None:
+def test_ensemble_mean_and_uncertainty(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     rgb, depth, known = make_scene()
     noise = torch.randn(3, 4, 6, 8, generator=torch.Generator().manual_seed(1))
-    out = run(pipe, rgb, depth, known, ensemble_size=3, noise=noise, batch_size=2)
-    members = [run(pipe, rgb, depth, known, noise=noise[i : i + 1]).depth for i in range(3)]
+    out = run(tiny_pipeline, rgb, depth, known, ensemble_size=3, noise=noise, batch_size=2)
+    members = [run(tiny_pipeline, rgb, depth, known, noise=noise[i : i + 1]).depth for i in range(3)]
     np.testing.assert_allclose(out.depth, np.mean(members, axis=0), atol=1e-4)
     np.testing.assert_allclose(out.uncertainty, np.std(members, axis=0), atol=1e-4)
     assert out.uncertainty.max() > 0
 
 
-def test_strength_one_uses_latents_and_full_schedule(pipe: DepthLabPipeline) -> None:
+def test_strength_one_uses_latents_and_full_schedule(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     rgb, depth, known = make_scene()
     g = torch.Generator().manual_seed(0)
     noise, init = torch.randn(1, 4, 6, 8, generator=g), torch.randn(1, 4, 6, 8, generator=g)
-    out = run(pipe, rgb, depth, known, strength=1.0, noise=noise, latents=init, output_latent=True)
+    out = run(tiny_pipeline, rgb, depth, known, strength=1.0, noise=noise, latents=init, output_latent=True)
     assert out.info["timesteps"] == [751, 501, 251, 1]
-    other = run(pipe, rgb, depth, known, strength=1.0, noise=noise, latents=-init, output_latent=True)
+    other = run(
+        tiny_pipeline, rgb, depth, known, strength=1.0, noise=noise, latents=-init, output_latent=True
+    )
     assert np.abs(out.latent.numpy() - other.latent.numpy()).max() > 1e-3
 
 
-def test_trailing_timestep_spacing(pipe: DepthLabPipeline) -> None:
+def test_trailing_timestep_spacing(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     rgb, depth, known = make_scene()
-    out = run(pipe, rgb, depth, known, strength=1.0, timestep_spacing="trailing")
+    out = run(tiny_pipeline, rgb, depth, known, strength=1.0, timestep_spacing="trailing")
     assert out.info["timesteps"] == [999, 749, 499, 249]
-    assert pipe.scheduler.config.timestep_spacing == "leading"  # the pipeline's scheduler is untouched
+    assert (
+        tiny_pipeline.scheduler.config.timestep_spacing == "leading"
+    )  # the pipeline's scheduler is untouched
 
 
-def test_output_type_pt(pipe: DepthLabPipeline) -> None:
+def test_output_type_pt(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     rgb, depth, known = make_scene()
-    out = run(pipe, rgb, depth, known, output_type="pt", generator=torch.Generator().manual_seed(0))
+    out = run(tiny_pipeline, rgb, depth, known, output_type="pt", generator=torch.Generator().manual_seed(0))
     assert isinstance(out.depth, torch.Tensor) and out.depth.shape == (44, 60)
 
 
-def test_inputs_in_any_form_give_the_same_answer(pipe: DepthLabPipeline) -> None:
+def test_inputs_in_any_form_give_the_same_answer(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     from PIL import Image
 
     rgb, depth, known = make_scene()
     noise = torch.randn(1, 4, 6, 8, generator=torch.Generator().manual_seed(0))
-    reference = run(pipe, rgb, depth, known, noise=noise).depth
+    reference = run(tiny_pipeline, rgb, depth, known, noise=noise).depth
     variants = [
         (Image.fromarray(rgb), torch.from_numpy(depth), torch.from_numpy(known)),
         (torch.from_numpy(rgb).permute(2, 0, 1), depth[None], known.astype(np.uint8)),
         (rgb.astype(np.float32) / 255.0, depth.astype(np.float64), None),
     ]
     for image, d, m in variants:
-        np.testing.assert_allclose(run(pipe, image, d, m, noise=noise).depth, reference, atol=1e-5)
+        np.testing.assert_allclose(run(tiny_pipeline, image, d, m, noise=noise).depth, reference, atol=1e-5)
 
 
 # ---------------------------------------------------------------- preserve_known
-def test_preserve_known_exact_and_smooth(pipe: DepthLabPipeline) -> None:
+def test_preserve_known_exact_and_smooth(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     rgb, depth, known = make_scene()
     noise = torch.randn(1, 4, 6, 8, generator=torch.Generator().manual_seed(0))
-    base = run(pipe, rgb, depth, known, noise=noise).depth
-    exact = run(pipe, rgb, depth, known, noise=noise, preserve_known="exact").depth
-    smooth = run(pipe, rgb, depth, known, noise=noise, preserve_known="smooth").depth
+    base = run(tiny_pipeline, rgb, depth, known, noise=noise).depth
+    exact = run(tiny_pipeline, rgb, depth, known, noise=noise, preserve_known="exact").depth
+    smooth = run(tiny_pipeline, rgb, depth, known, noise=noise, preserve_known="smooth").depth
     assert np.abs(base[known] - depth[known]).max() > 1e-3  # the model alone does not match them
     np.testing.assert_array_equal(exact[known], depth[known])
     np.testing.assert_array_equal(exact[~known], base[~known])
@@ -144,8 +149,12 @@ def test_preserve_known_exact_and_smooth(pipe: DepthLabPipeline) -> None:
     inner = ~known
     inner[0, :] = inner[-1, :] = inner[:, 0] = inner[:, -1] = False
     rows, cols = np.nonzero(inner)
-    neighbours = (correction[rows - 1, cols] + correction[rows + 1, cols]
-                  + correction[rows, cols - 1] + correction[rows, cols + 1]) / 4
+    neighbours = (
+        correction[rows - 1, cols]
+        + correction[rows + 1, cols]
+        + correction[rows, cols - 1]
+        + correction[rows, cols + 1]
+    ) / 4
     assert np.abs(correction[rows, cols] - neighbours).max() < 1e-4
     # No seam: the jump across the hole border is smaller than with the plain paste.
     border = known & (np.roll(~known, 1, 0) | np.roll(~known, -1, 0))
@@ -155,7 +164,7 @@ def test_preserve_known_exact_and_smooth(pipe: DepthLabPipeline) -> None:
 
 
 # ---------------------------------------------------------------- sparse input, resizing
-def test_sparse_points_survive_downscaling(pipe: DepthLabPipeline) -> None:
+def test_sparse_points_survive_downscaling(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     rng = np.random.default_rng(0)
     rgb, dense, _ = make_scene(120, 160)
     known = np.zeros(dense.shape, bool)
@@ -166,26 +175,28 @@ def test_sparse_points_survive_downscaling(pipe: DepthLabPipeline) -> None:
     rows, cols = np.nonzero(known)
     cells = {(int((r + 0.5) * 36 / 120), int((c + 0.5) * 48 / 160)) for r, c in zip(rows, cols, strict=True)}
     assert int(resized.known_mask.sum()) == len(cells)  # every point kept, one known cell per cell hit
-    nearest = preprocessing.resize_inputs(rgb, preprocessing.nearest_fill(depth, known), known, 48, resize_mode="nearest")
+    nearest = preprocessing.resize_inputs(
+        rgb, preprocessing.nearest_fill(depth, known), known, 48, resize_mode="nearest"
+    )
     assert nearest.known_mask.sum() < len(cells)  # the original's nearest resize drops points
     assert set(np.unique(resized.depth[resized.known_mask])) <= set(np.unique(depth[known]))
-    out = run(pipe, rgb, depth, known, processing_resolution=48)
+    out = run(tiny_pipeline, rgb, depth, known, processing_resolution=48)
     assert out.info["resize_mode"] == ["preserve"]
 
 
-def test_fast_fill_mode_runs(pipe: DepthLabPipeline) -> None:
+def test_fast_fill_mode_runs(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     rgb, depth, known = make_scene()
     noise = torch.randn(1, 4, 6, 8, generator=torch.Generator().manual_seed(0))
-    exact = run(pipe, rgb, depth, known, noise=noise).depth
-    fast = run(pipe, rgb, depth, known, noise=noise, fill_mode="fast").depth
+    exact = run(tiny_pipeline, rgb, depth, known, noise=noise).depth
+    fast = run(tiny_pipeline, rgb, depth, known, noise=noise, fill_mode="fast").depth
     assert np.isfinite(fast).all() and np.abs(fast - exact).mean() < 0.05 * np.abs(exact).mean()
 
 
 # ---------------------------------------------------------------- dtypes, saving, loading
-def test_bfloat16_runs_close_to_float32(pipe: DepthLabPipeline) -> None:
+def test_bfloat16_runs_close_to_float32(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     rgb, depth, known = make_scene()
     noise = torch.randn(1, 4, 6, 8, generator=torch.Generator().manual_seed(0))
-    reference = run(pipe, rgb, depth, known, noise=noise).depth
+    reference = run(tiny_pipeline, rgb, depth, known, noise=noise).depth
     low = DepthLabPipeline.build_tiny(seed=0).to(dtype=torch.bfloat16)
     assert low.estimation_unet.dtype == torch.bfloat16
     out = run(low, rgb, depth, known, noise=noise).depth
@@ -194,29 +205,31 @@ def test_bfloat16_runs_close_to_float32(pipe: DepthLabPipeline) -> None:
     assert np.abs(out - reference).mean() < 0.1 * spread
 
 
-def test_save_load_round_trip(pipe: DepthLabPipeline, tmp_path) -> None:
+def test_save_load_round_trip(tiny_pipeline: DepthLabPipeline, tmp_path, make_scene) -> None:
     rgb, depth, known = make_scene()
     noise = torch.randn(1, 4, 6, 8, generator=torch.Generator().manual_seed(0))
-    reference = run(pipe, rgb, depth, known, noise=noise).depth
-    pipe.save_pretrained(tmp_path / "full")
+    reference = run(tiny_pipeline, rgb, depth, known, noise=noise).depth
+    tiny_pipeline.save_pretrained(tmp_path / "full")
     loaded = DepthLabPipeline.from_pretrained(tmp_path / "full")
     np.testing.assert_array_equal(run(loaded, rgb, depth, known, noise=noise).depth, reference)
     with pytest.raises(FileExistsError, match="not empty"):
-        pipe.save_pretrained(tmp_path / "full")
+        tiny_pipeline.save_pretrained(tmp_path / "full")
 
-    pipe.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    tiny_pipeline.save_pretrained(tmp_path / "half", dtype=torch.float16)
     size = lambda p: sum(f.stat().st_size for f in p.rglob("*.safetensors"))  # noqa: E731
     assert size(tmp_path / "half") < 0.6 * size(tmp_path / "full")
     half = DepthLabPipeline.from_pretrained(tmp_path / "half", torch_dtype=torch.float32)
     assert half.estimation_unet.dtype == torch.float32
-    weight = pipe.estimation_unet.conv_in.weight
-    np.testing.assert_array_equal(half.estimation_unet.conv_in.weight.detach(), weight.detach().half().float())
+    weight = tiny_pipeline.estimation_unet.conv_in.weight
+    np.testing.assert_array_equal(
+        half.estimation_unet.conv_in.weight.detach(), weight.detach().half().float()
+    )
 
 
-def test_guidance_above_one_needs_text_encoder(pipe: DepthLabPipeline) -> None:
+def test_guidance_above_one_needs_text_encoder(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     rgb, depth, known = make_scene()
     with pytest.raises(ValueError, match="text encoder"):
-        run(pipe, rgb, depth, known, guidance_scale=2.0)
+        run(tiny_pipeline, rgb, depth, known, guidance_scale=2.0)
 
 
 def test_dtype_resolution_and_device_check(monkeypatch) -> None:
@@ -234,7 +247,7 @@ def test_dtype_resolution_and_device_check(monkeypatch) -> None:
         DepthLabPipeline.from_pretrained("unused", torch_dtype="bf61")
 
     def unsupported(*args, **kwargs):
-        raise RuntimeError('"slow_conv2d_cpu" not implemented for \'Half\'')
+        raise RuntimeError("\"slow_conv2d_cpu\" not implemented for 'Half'")
 
     monkeypatch.setattr(torch.nn.functional, "conv2d", unsupported)
     with pytest.raises(ValueError, match="torch_dtype.*not supported on device cpu"):
@@ -242,44 +255,93 @@ def test_dtype_resolution_and_device_check(monkeypatch) -> None:
 
 
 # ---------------------------------------------------------------- input errors
-def _call(pipe, **overrides):
-    rgb, depth, known = make_scene()
+def _call(tiny_pipeline, scene, **overrides):
+    rgb, depth, known = scene
     args = dict(image=rgb, depth=depth, known_mask=known)
     args.update({k: v for k, v in overrides.items() if k in args})
     kwargs = {k: v for k, v in overrides.items() if k not in args}
-    return run(pipe, args["image"], args["depth"], args["known_mask"], **kwargs)
+    return run(tiny_pipeline, args["image"], args["depth"], args["known_mask"], **kwargs)
 
 
-_rgb, _depth, _known = make_scene()
+# name: (overrides from the scene (rgb, depth, known), error type, message pattern)
 ERROR_CASES = {
-    "depth shape mismatch": (dict(depth=_depth[:-2]), ValueError, "known_mask.*shape"),
-    "image size mismatch": (dict(image=_rgb[:-2]), ValueError, "image.*size"),
-    "non-finite known depth": (dict(depth=np.where(_known, np.nan, 0).astype(np.float32)), ValueError, "non-finite"),
-    "negative known depth": (dict(depth=-np.abs(_depth)), ValueError, "negative"),
-    "no known pixel": (dict(known_mask=np.zeros_like(_known)), ValueError, "no known pixel"),
-    "every pixel known": (dict(known_mask=np.ones_like(_known), depth=_depth + 1), ValueError, "every pixel"),
-    "mask not binary": (dict(known_mask=_known * 0.7), ValueError, "known_mask.*binary"),
-    "alpha channel": (dict(image=np.dstack([_rgb, _rgb[..., :1]])), ValueError, "alpha"),
-    "negative resolution": (dict(processing_resolution=-1), ValueError, "processing_resolution"),
-    "strength zero": (dict(strength=0.0), ValueError, "strength"),
-    "strength above one": (dict(strength=1.5), ValueError, "strength"),
-    "strength keeps no step": (dict(strength=0.1), ValueError, "strength"),
-    "zero steps": (dict(num_inference_steps=0), ValueError, "num_inference_steps"),
-    "float steps": (dict(num_inference_steps=2.5), TypeError, "num_inference_steps"),
-    "bad output type": (dict(output_type="pil"), ValueError, "output_type"),
-    "bad preserve mode": (dict(preserve_known="paste"), ValueError, "preserve_known"),
-    "noise of wrong shape": (dict(noise=torch.zeros(1, 4, 5, 5)), ValueError, r"noise.*\(1, 4, 6, 8\)"),
-    "latents with strength < 1": (dict(latents=torch.zeros(1, 4, 6, 8)), ValueError, "latents"),
-    "image not an image": (dict(image="photo.png"), TypeError, "image"),
-    "list of depths for one image": (dict(image=[_rgb, _rgb]), ValueError, "depth.*list"),
+    "depth shape mismatch": (
+        lambda rgb, depth, known: dict(depth=depth[:-2]),
+        ValueError,
+        "known_mask.*shape",
+    ),
+    "image size mismatch": (lambda rgb, depth, known: dict(image=rgb[:-2]), ValueError, "image.*size"),
+    "non-finite known depth": (
+        lambda rgb, depth, known: dict(depth=np.where(known, np.nan, 0).astype(np.float32)),
+        ValueError,
+        "non-finite",
+    ),
+    "negative known depth": (lambda rgb, depth, known: dict(depth=-np.abs(depth)), ValueError, "negative"),
+    "no known pixel": (
+        lambda rgb, depth, known: dict(known_mask=np.zeros_like(known)),
+        ValueError,
+        "no known pixel",
+    ),
+    "every pixel known": (
+        lambda rgb, depth, known: dict(known_mask=np.ones_like(known), depth=depth + 1),
+        ValueError,
+        "every pixel",
+    ),
+    "mask not binary": (
+        lambda rgb, depth, known: dict(known_mask=known * 0.7),
+        ValueError,
+        "known_mask.*binary",
+    ),
+    "alpha channel": (
+        lambda rgb, depth, known: dict(image=np.dstack([rgb, rgb[..., :1]])),
+        ValueError,
+        "alpha",
+    ),
+    "negative resolution": (
+        lambda rgb, depth, known: dict(processing_resolution=-1),
+        ValueError,
+        "processing_resolution",
+    ),
+    "strength zero": (lambda rgb, depth, known: dict(strength=0.0), ValueError, "strength"),
+    "strength above one": (lambda rgb, depth, known: dict(strength=1.5), ValueError, "strength"),
+    "strength keeps no step": (lambda rgb, depth, known: dict(strength=0.1), ValueError, "strength"),
+    "zero steps": (lambda rgb, depth, known: dict(num_inference_steps=0), ValueError, "num_inference_steps"),
+    "float steps": (
+        lambda rgb, depth, known: dict(num_inference_steps=2.5),
+        TypeError,
+        "num_inference_steps",
+    ),
+    "bad output type": (lambda rgb, depth, known: dict(output_type="pil"), ValueError, "output_type"),
+    "bad preserve mode": (
+        lambda rgb, depth, known: dict(preserve_known="paste"),
+        ValueError,
+        "preserve_known",
+    ),
+    "noise of wrong shape": (
+        lambda rgb, depth, known: dict(noise=torch.zeros(1, 4, 5, 5)),
+        ValueError,
+        r"noise.*\(1, 4, 6, 8\)",
+    ),
+    "latents with strength < 1": (
+        lambda rgb, depth, known: dict(latents=torch.zeros(1, 4, 6, 8)),
+        ValueError,
+        "latents",
+    ),
+    "image not an image": (lambda rgb, depth, known: dict(image="photo.png"), TypeError, "image"),
+    "list of depths for one image": (
+        lambda rgb, depth, known: dict(image=[rgb, rgb]),
+        ValueError,
+        "depth.*list",
+    ),
 }
 
 
 @pytest.mark.parametrize("name", list(ERROR_CASES))
-def test_errors_name_the_argument(pipe: DepthLabPipeline, name: str) -> None:
+def test_errors_name_the_argument(tiny_pipeline: DepthLabPipeline, name: str, make_scene) -> None:
     overrides, error, pattern = ERROR_CASES[name]
+    scene = make_scene()
     with pytest.raises(error, match=pattern):
-        _call(pipe, **overrides)
+        _call(tiny_pipeline, scene, **overrides(*scene))
 
 
 LATE_OPTIONS = {
@@ -295,17 +357,19 @@ LATE_OPTIONS = {
 
 
 @pytest.mark.parametrize("option", list(LATE_OPTIONS))
-def test_every_option_is_checked_before_any_work(pipe: DepthLabPipeline, option: str, monkeypatch) -> None:
+def test_every_option_is_checked_before_any_work(
+    tiny_pipeline: DepthLabPipeline, option: str, monkeypatch, make_scene
+) -> None:
     def no_work(*args, **kwargs):
         raise AssertionError(f"pre-processing started before `{option}` was checked")
 
     monkeypatch.setattr(preprocessing, "prepare_input", no_work)
     monkeypatch.setattr(preprocessing, "nearest_fill", no_work)
     with pytest.raises((ValueError, TypeError), match=option):
-        _call(pipe, **{option: LATE_OPTIONS[option]})
+        _call(tiny_pipeline, make_scene(), **{option: LATE_OPTIONS[option]})
 
 
-def test_prepare_input_is_pure_and_matches_the_pipeline(pipe: DepthLabPipeline) -> None:
+def test_prepare_input_is_pure_and_matches_the_pipeline(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     rgb, depth, known = make_scene(44, 60)
     copies = [rgb.copy(), depth.copy(), known.copy()]
     a = preprocessing.prepare_input(rgb, depth, known, 64)
@@ -316,7 +380,7 @@ def test_prepare_input_is_pure_and_matches_the_pipeline(pipe: DepthLabPipeline) 
     assert a.normalized.shape == (48, 64) and a.latent_size == (6, 8) and a.resized.size == (46, 64)
     assert preprocessing.latent_size(44, 60, 64) == a.latent_size
     np.testing.assert_array_equal(a.masked_filled[a.resized.known_mask], a.normalized[a.resized.known_mask])
-    out = run(pipe, rgb, depth, known, generator=torch.Generator().manual_seed(0))
+    out = run(tiny_pipeline, rgb, depth, known, generator=torch.Generator().manual_seed(0))
     assert out.info["processing_size"] == [list(a.resized.size)]
     assert out.info["known_range"] == [(float(a.lo), float(a.hi))]
     with pytest.raises(ValueError, match="fill_mode"):
@@ -325,7 +389,7 @@ def test_prepare_input_is_pure_and_matches_the_pipeline(pipe: DepthLabPipeline) 
         preprocessing.prepare_input(rgb, np.where(known, depth, np.nan), known, 64, refine=True)
 
 
-def test_building_a_pipeline_leaves_the_unets_alone_until_a_call() -> None:
+def test_building_a_pipeline_leaves_the_unets_alone_until_a_call(make_scene) -> None:
     from depthlab.models.reference_attention import ReferenceReadProcessor
     from depthlab.models.tiny import tiny_components
 

@@ -29,8 +29,9 @@ import csv
 import errno
 import os
 import re
+import secrets
 import shutil
-import tempfile
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ __all__ = [
     "panel_caption",
     "describe_known_depth",
     "atomic_write",
+    "nearest_per_pixel",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -75,11 +77,38 @@ _EXR_CHANNELS = ("Z", "depth", "Y", "R")
 # ----------------------------------------------------------------------------------------------
 # atomic writes
 # ----------------------------------------------------------------------------------------------
+def _create_temporary(path: Path) -> tuple[Path, int]:
+    """An empty new file next to ``path`` and the permission bits the result must have.
+
+    Created with ``os.open(..., 0o666)`` like a plain ``open(path, "w")``, so the process umask
+    applies (``tempfile.mkstemp`` would make it ``0600``); when ``path`` exists its permission
+    bits are kept, as writing over it in place would.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}"
+        try:
+            handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            mode = (
+                stat.S_IMODE(os.stat(path).st_mode)
+                if path.exists()
+                else stat.S_IMODE(os.fstat(handle).st_mode)
+            )
+        finally:
+            os.close(handle)
+        return tmp, mode
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, overwrite: bool = False) -> Path:
     """Call ``write(tmp_path)`` for a temporary file next to ``path``, then rename it to ``path``.
 
     The parent folder is created. The temporary file has the same suffix as ``path`` (writers
-    that pick the format from the suffix keep working) and is removed if ``write`` fails.
+    that pick the format from the suffix keep working) and is removed if ``write`` fails. The
+    result gets the permissions a plain ``open(path, "w")`` would give it: ``0666`` less the
+    process umask for a new file, the old file's mode when it replaces one.
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
@@ -91,11 +120,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, over
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(handle)
-    tmp = Path(tmp_name)
+    tmp, mode = _create_temporary(path)
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # the writer may have replaced the file: give it the mode again
         os.replace(tmp, path)
     except OSError as error:
         if error.errno is None:  # e.g. numpy: "N requested and M written"
@@ -198,11 +226,38 @@ def _read_png48(path: Path, alpha: str) -> np.ndarray:
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if array is None or array.dtype != np.uint16 or array.ndim != 3:
         raise ValueError(f"cannot read 16-bit colour image {path}")
-    rgb = array[..., 2::-1] if array.shape[2] >= 3 else np.repeat(array[..., :1], 3, axis=2)  # BGR(A) -> RGB
+    bgr_to_rgb = [2, 1, 0, 3][: array.shape[2]] if array.shape[2] >= 3 else [0, 0, 0]
+    return _colour16_to_rgb(array[..., bgr_to_rgb], alpha, f"image {path}")
+
+
+def _colour16_to_rgb(array: np.ndarray, alpha: str, what: str) -> np.ndarray:
+    """uint16 ``[H, W, 3]`` RGB or ``[H, W, 4]`` RGBA -> uint8 RGB by the one rule, alpha onto black."""
+    rgb = array[..., :3]
     if array.shape[2] == 4 and alpha == "composite":
         values = rgb.astype(np.float64) / 65535.0 * (array[..., 3:].astype(np.float64) / 65535.0)
-        return image_to_uint8(values, f"image {path}")  # onto black
-    return image_to_uint8(np.ascontiguousarray(rgb), f"image {path}")
+        return image_to_uint8(values, what)  # onto black
+    return image_to_uint8(np.ascontiguousarray(rgb), what)
+
+
+def _read_tiff(path: Path, alpha: str) -> np.ndarray:
+    """TIFF: 16-bit colour through tifffile at full depth (Pillow reads it as 8-bit, ``v >> 8``)."""
+    what = f"image {path}"
+    try:
+        image = _open_image(path, "image")
+        bits = image.tag_v2.get(258, (8,)) if hasattr(image, "tag_v2") else (8,)
+        if image.mode in ("RGB", "RGBA") and max(bits) > 8:
+            raise ValueError("16-bit colour")
+        return image_to_rgb(image, alpha=alpha, what=what)
+    except ValueError:
+        import tifffile
+
+        array = tifffile.imread(path)
+    if array.ndim == 3 and array.shape[2] in (3, 4) and array.dtype == np.uint16:
+        return _colour16_to_rgb(array, alpha, what)
+    if array.ndim == 3 and array.shape[2] == 4:
+        array = array[..., :3]
+    array = _to_uint8(array, what)
+    return np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array[..., :3]
 
 
 def read_image(path: str | os.PathLike, *, alpha: str = "composite") -> np.ndarray:
@@ -222,16 +277,7 @@ def read_image(path: str | os.PathLike, *, alpha: str = "composite") -> np.ndarr
     if png is not None and png[0] == 16 and png[1] in (2, 6):  # 16-bit RGB / RGBA
         return _read_png48(path, alpha)
     if path.suffix.lower() in (".tif", ".tiff"):
-        try:
-            return image_to_rgb(_open_image(path, "image"), alpha=alpha, what=f"image {path}")
-        except ValueError:
-            import tifffile
-
-            array = tifffile.imread(path)
-            if array.ndim == 3 and array.shape[2] == 4:
-                array = array[..., :3]
-            array = _to_uint8(array, f"image {path}")
-            return np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array[..., :3]
+        return _read_tiff(path, alpha)
     return image_to_rgb(_open_image(path, "image"), alpha=alpha, what=f"image {path}")
 
 
@@ -401,7 +447,8 @@ def read_points(
     ``v``/``y``/``row``, the depth as ``depth``/``z``/``d`` (e.g. ``v,u,depth``, ``x,y,depth``,
     ``col,row,z``); ``x,y,z`` is refused (it reads as 3D point coordinates), as is a header that
     does not name all three. Points outside the image or with a depth that is not > 0 are an
-    error. When several points land on one pixel the nearest (smallest depth) is kept.
+    error. When several points land on one pixel the nearest (smallest depth) wins, and of equal
+    depths the one listed first (:func:`nearest_per_pixel`, a z-buffer), whatever the file order.
 
     Depth = value / ``scale``. ``scale`` (default: none) is allowed only when every depth value is
     written as an integer (e.g. millimetres); with fractional values it is an error, because they
@@ -457,10 +504,35 @@ def read_points(
     bad = ~(np.isfinite(values) & (values > 0))
     if bad.any():
         raise ValueError(f"{path}: {int(bad.sum())} points have a depth that is not > 0")
-    depth = np.zeros((height, width), np.float64)
-    order = np.argsort(-values)  # far first, so the nearest point on a pixel is written last
-    depth[rws[order], cols[order]] = values[order]
-    return depth.astype(np.float32)
+    depth = np.zeros(height * width, np.float64)
+    pixels, winners = nearest_per_pixel(rws * width + cols, values)
+    depth[pixels] = values[winners]  # one value per pixel: no repeated indices
+    return depth.reshape(height, width).astype(np.float32)
+
+
+def nearest_per_pixel(flat_pixel: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The z-buffer rule: per pixel the nearest candidate wins; equal depths: the earlier one.
+
+    Args:
+        flat_pixel: int ``[M]`` flat pixel index (``row * W + col``) of each candidate.
+        depth: ``[M]`` depth of each candidate.
+
+    Returns:
+        ``(pixels, winners)``: each distinct pixel hit (ascending) and the index of its winning
+        candidate. One stable lexsort decides, so the result never depends on the order numpy
+        applies repeated fancy-index assignments in. :func:`depthlab.geometry.zbuffer` is this rule.
+    """
+    flat_pixel = np.asarray(flat_pixel, np.int64).ravel()
+    depth = np.asarray(depth).ravel()
+    if flat_pixel.shape != depth.shape:
+        raise ValueError(
+            f"flat_pixel {flat_pixel.shape} and depth {depth.shape} must have one entry per candidate"
+        )
+    order = np.lexsort((np.arange(len(depth)), depth, flat_pixel))  # by pixel, then depth, then index
+    sorted_pixels = flat_pixel[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = sorted_pixels[1:] != sorted_pixels[:-1]
+    return sorted_pixels[first], order[first]
 
 
 def _is_number(text: str) -> bool:

@@ -15,6 +15,14 @@ Protocol strings (for :func:`make_mask` and :class:`MaskMixture`)::
     "border:0.2"    outpainting: a band of 20 % of H/W on all sides  -> border(valid, 0.2, "all")
     "sensor"        known = the sensor's own valid pixels            -> sensor_holes(valid)
 
+Sensor-like pattern suite (need more than ``valid``: pass ``rgb``/``depth``/``intrinsics``)::
+
+    "orb:500"       500 ORB keypoints of the RGB (SfM-like)          -> keypoints(rgb, valid, 500, rng, "orb")
+    "sift:500"      the same with SIFT                                -> keypoints(..., "sift")
+    "range:0.3"     a depth interval holding 30 % of the valid pixels removed -> depth_range_hole(...)
+    "blob:0.1"      one object-sized elliptical hole, 10 % of the image       -> object_blob(valid, 0.1, rng)
+    "lines:16"      16 of the 64 scan lines of a LiDAR depth map kept         -> scan_lines(depth, K, 16)
+
 A numeric parameter may be a range ``"lo-hi"`` (``"ratio:1-10"``, ``"points:100-2000"``,
 ``"holes:0.2-0.6"``, ``"border:0.1-0.3"``): the value is then drawn per call from ``rng``
 (``uniform(lo, hi)`` for real parameters, ``integers(lo, hi + 1)`` for integer ones) before the
@@ -45,6 +53,13 @@ __all__ = [
     "protocol_rng",
     "MaskMixture",
     "HOLE_SHAPES",
+    "keypoints",
+    "depth_range_hole",
+    "object_blob",
+    "scan_line_ids",
+    "scan_lines",
+    "KITTI_LIDAR_OFFSET",
+    "protocol_needs",
 ]
 
 HOLE_SHAPES = ("strokes", "ellipses", "rectangles")
@@ -440,9 +455,206 @@ def sensor_holes(valid: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+# Sensor-like patterns: keypoints, depth-range holes, object blobs, LiDAR scan lines
+# ---------------------------------------------------------------------------------------------
+KITTI_LIDAR_OFFSET = (0.0, -0.08, -0.27)
+"""Velodyne centre in KITTI camera-2 coordinates (metres; x right, y down, z forward): 0.08 m
+above and 0.27 m behind the camera (the KITTI sensor setup), the origin of the elevation angles
+of :func:`scan_line_ids`."""
+
+
+def keypoints(rgb: Any, valid: Any, n: int, rng: np.random.Generator, detector: str = "orb") -> np.ndarray:
+    """Known = up to ``n`` ORB or SIFT keypoints of the image at valid pixels (SfM-like sparsity).
+
+    Detection on ``cv2.cvtColor(rgb, COLOR_RGB2GRAY)``: ORB ``cv2.ORB_create(nfeatures=max(4n,
+    500))``, SIFT ``cv2.SIFT_create()`` (OpenCV defaults otherwise). Keypoint ``(x, y)`` ->
+    pixel ``(round(y), round(x))`` clipped to the image; pixels not valid are dropped, duplicates
+    removed. If more than ``n`` pixels remain, ``n`` are chosen with ``rng.choice(count, n,
+    replace=False)`` over the unique pixels in row-major order.
+
+    Args:
+        rgb: ``uint8 [H, W, 3]``.
+        valid: ``[H, W]`` bool.
+        n: number of keypoints (>= 1).
+        rng: the generator.
+        detector: ``"orb"`` or ``"sift"``.
+    """
+    valid = _check_valid(valid)
+    rng = _check_rng(rng)
+    image = np.asarray(rgb)
+    if image.ndim != 3 or image.shape[:2] != valid.shape or image.shape[2] < 3:
+        raise ValueError(f"`rgb` must be [H, W, 3] matching valid {valid.shape}; got shape {image.shape}")
+    if int(n) < 1:
+        raise ValueError(f"`n` (keypoints) must be >= 1; got {n!r}")
+    if detector == "orb":
+        finder = cv2.ORB_create(nfeatures=max(4 * int(n), 500))
+    elif detector == "sift":
+        finder = cv2.SIFT_create()
+    else:
+        raise ValueError(f"`detector` must be 'orb' or 'sift'; got {detector!r}")
+    gray = cv2.cvtColor(np.ascontiguousarray(image[..., :3]).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+    found = finder.detect(gray, None)
+    height, width = valid.shape
+    known_mask = np.zeros(valid.shape, dtype=bool)
+    if not found:
+        return known_mask
+    points = np.array([kp.pt for kp in found], dtype=np.float64)  # [K, 2] (x, y)
+    cols = np.clip(np.floor(points[:, 0] + 0.5).astype(np.int64), 0, width - 1)
+    rows = np.clip(np.floor(points[:, 1] + 0.5).astype(np.int64), 0, height - 1)
+    flat = np.unique(rows * width + cols)  # sorted = row-major
+    flat = flat[valid.flat[flat]]
+    if flat.size > int(n):
+        flat = flat[np.sort(rng.choice(flat.size, size=int(n), replace=False))]
+    known_mask.flat[flat] = True
+    return known_mask
+
+
+def depth_range_hole(depth: Any, valid: Any, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Remove one depth interval holding ``fraction`` of the valid pixels (a range the sensor misses).
+
+    ``q0 = rng.uniform(0, 1 - fraction)``; ``lo, hi = np.quantile(depth[valid], [q0, q0 +
+    fraction])`` (numpy's default linear interpolation); unknown = valid pixels with
+    ``lo <= depth <= hi``. Known = the other valid pixels.
+    """
+    valid = _check_valid(valid)
+    rng = _check_rng(rng)
+    values = np.asarray(depth, dtype=np.float64)
+    if values.shape != valid.shape:
+        raise ValueError(f"`depth` must match valid {valid.shape}; got shape {values.shape}")
+    if not 0.0 < float(fraction) < 1.0:
+        raise ValueError(f"`fraction` must be in (0, 1); got {fraction!r}")
+    q0 = float(rng.uniform(0.0, 1.0 - float(fraction)))
+    if not valid.any():
+        return np.zeros(valid.shape, dtype=bool)
+    low, high = np.quantile(values[valid], [q0, q0 + float(fraction)])
+    removed = valid & (values >= low) & (values <= high)
+    return valid & ~removed
+
+
+def object_blob(valid: Any, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """One object-sized filled elliptical hole of area ``fraction`` of the image.
+
+    Draws in order: ``aspect = exp(U(ln 0.5, ln 2))``, rotation ``U(0, 180)`` degrees, centre
+    ``(U(0.25, 0.75)·W, U(0.25, 0.75)·H)``. Semi-axes ``a = sqrt(fraction·H·W·aspect/π)`` (x) and
+    ``b = fraction·H·W/(π·a)`` (y), rounded to integers (at least 1), rasterised with
+    ``cv2.ellipse`` (filled, 8-connected, centre rounded). Known = valid outside the ellipse.
+    """
+    valid = _check_valid(valid)
+    rng = _check_rng(rng)
+    if not 0.0 < float(fraction) < 1.0:
+        raise ValueError(f"`fraction` must be in (0, 1); got {fraction!r}")
+    height, width = valid.shape
+    aspect = math.exp(rng.uniform(math.log(0.5), math.log(2.0)))
+    angle = float(rng.uniform(0.0, 180.0))
+    cx, cy = float(rng.uniform(0.25, 0.75)) * width, float(rng.uniform(0.25, 0.75)) * height
+    area = float(fraction) * height * width
+    semi_x = math.sqrt(area * aspect / math.pi)
+    semi_y = area / (math.pi * semi_x)
+    canvas = np.zeros(valid.shape, dtype=np.uint8)
+    cv2.ellipse(
+        canvas,
+        (int(round(cx)), int(round(cy))),
+        (max(1, int(round(semi_x))), max(1, int(round(semi_y)))),
+        angle,
+        0,
+        360,
+        color=1,
+        thickness=-1,
+        lineType=cv2.LINE_8,
+    )
+    return valid & (canvas == 0)
+
+
+def scan_line_ids(
+    depth: Any,
+    intrinsics: Any,
+    *,
+    lidar_offset: Sequence[float] = KITTI_LIDAR_OFFSET,
+    bin_deg: float = 0.02,
+    smooth_deg: float = 0.04,
+    min_gap_deg: float = 0.2,
+) -> np.ndarray:
+    """Scan-line index of every LiDAR pixel of a projected sparse depth map (-1 = no point).
+
+    A projected map (KITTI ``velodyne_raw``) does not store the laser of a point; this derives it
+    from the elevation angle seen from the LiDAR centre:
+
+    1. back-project each pixel ``(u, v)`` with depth ``z > 0``: ``x = (u - cx)·z/fx``,
+       ``y = (v - cy)·z/fy``; subtract ``lidar_offset`` (the LiDAR centre in camera coordinates);
+       elevation ``e = degrees(atan2(-y, hypot(x, z)))``;
+    2. histogram ``e`` in bins of ``bin_deg`` starting at ``min(e) - 1``; smooth with a Gaussian of
+       sigma ``smooth_deg`` (kernel truncated at 3 sigma, ``np.convolve(mode="same")``);
+    3. peaks = bins strictly higher than the next bin and at least as high as the previous one;
+       greedy non-maximum suppression (highest first) keeps peaks ``>= min_gap_deg`` apart;
+    4. line ``i`` = the ``i``-th peak from the top (highest elevation = 0); every point goes to the
+       line whose peak is nearest in elevation (boundaries at the midpoints).
+
+    Approximate: a real HDL-64E laser's apparent elevation also varies with range (its mount
+    offset), so near points can land on a neighbouring line (``docs/protocols.md``).
+    """
+    values = np.asarray(depth, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"`depth` must be [H, W]; got shape {values.shape}")
+    K = np.asarray(intrinsics, dtype=np.float64)  # noqa: N806
+    if K.shape != (3, 3):
+        raise ValueError(f"`intrinsics` must be a 3x3 matrix; got shape {K.shape}")
+    ids = np.full(values.shape, -1, dtype=np.int64)
+    rows, cols = np.nonzero(np.isfinite(values) & (values > 0))
+    if rows.size == 0:
+        return ids
+    z = values[rows, cols]
+    x = (cols - K[0, 2]) * z / K[0, 0] - lidar_offset[0]
+    y = (rows - K[1, 2]) * z / K[1, 1] - lidar_offset[1]
+    elevation = np.degrees(np.arctan2(-y, np.hypot(x, z - lidar_offset[2])))
+    start = elevation.min() - 1.0
+    bins = np.floor((elevation - start) / bin_deg).astype(np.int64)
+    histogram = np.bincount(bins, minlength=int(bins.max()) + 2).astype(np.float64)
+    reach = max(1, int(3 * smooth_deg / bin_deg))
+    offsets = np.arange(-reach, reach + 1) * bin_deg
+    smooth = np.convolve(histogram, np.exp(-0.5 * (offsets / smooth_deg) ** 2), mode="same")
+    inner = smooth[1:-1]
+    peaks = np.flatnonzero((inner >= smooth[:-2]) & (inner > smooth[2:]) & (inner > 0)) + 1
+    kept: list[int] = []
+    for peak in peaks[np.argsort(-smooth[peaks], kind="stable")]:
+        if all(abs(int(peak) - other) * bin_deg >= min_gap_deg for other in kept):
+            kept.append(int(peak))
+    centres = np.sort(start + (np.array(kept, dtype=np.float64) + 0.5) * bin_deg)[::-1]  # top first
+    boundaries = (centres[1:] + centres[:-1]) / 2.0  # descending
+    ids[rows, cols] = np.searchsorted(-boundaries, -elevation)
+    return ids
+
+
+def scan_lines(
+    depth: Any, intrinsics: Any, n_lines: int, source_lines: int = 64, **kwargs: Any
+) -> np.ndarray:
+    """Known = the pixels of every ``source_lines // n_lines``-th scan line (64 -> 32/16/8 lines).
+
+    Lines from :func:`scan_line_ids` (``kwargs`` go there); line ``i`` is kept when
+    ``i % (source_lines // n_lines) == 0``. ``n_lines`` must divide ``source_lines``.
+    """
+    n_lines, source_lines = int(n_lines), int(source_lines)
+    if n_lines < 1 or source_lines % n_lines:
+        raise ValueError(f"`n_lines` must divide {source_lines}; got {n_lines!r}")
+    ids = scan_line_ids(depth, intrinsics, **kwargs)
+    return (ids >= 0) & (ids % (source_lines // n_lines) == 0)
+
+
+# ---------------------------------------------------------------------------------------------
 # Protocol strings
 # ---------------------------------------------------------------------------------------------
-_PROTOCOL_KINDS = ("ratio", "points", "holes", "lidar", "border", "sensor")
+_PROTOCOL_KINDS = (
+    "ratio",
+    "points",
+    "holes",
+    "lidar",
+    "border",
+    "sensor",
+    "orb",
+    "sift",
+    "range",
+    "blob",
+    "lines",
+)
 
 
 def _parse_value(text: str, protocol: str) -> float | tuple[float, float]:
@@ -470,7 +682,7 @@ def parse_protocol(protocol: str) -> tuple[str, list[float | tuple[float, float]
         raise ValueError(
             f"unknown mask protocol {protocol!r}; expected one of "
             "'ratio:K' (percent), 'points:N', 'holes:C', 'lidar:B[:keep_every]', 'border:F', "
-            "'sensor'"
+            "'sensor', 'orb:N', 'sift:N', 'range:F', 'blob:F', 'lines:N'"
         )
     expected = {
         "ratio": (1, 1),
@@ -479,6 +691,11 @@ def parse_protocol(protocol: str) -> tuple[str, list[float | tuple[float, float]
         "lidar": (0, 2),
         "border": (0, 1),
         "sensor": (0, 0),
+        "orb": (1, 1),
+        "sift": (1, 1),
+        "range": (1, 1),
+        "blob": (1, 1),
+        "lines": (1, 1),
     }[kind]
     if not (expected[0] <= len(params) <= expected[1]):
         raise ValueError(f"mask protocol {protocol!r} takes {expected[0]}..{expected[1]} parameters")
@@ -506,14 +723,26 @@ def protocol_rng(seed: int, *keys: str | int) -> np.random.Generator:
     return np.random.default_rng(entropy)
 
 
-def make_mask(protocol: str, valid: Any, seed: int | np.random.Generator) -> np.ndarray:
+def make_mask(
+    protocol: str,
+    valid: Any,
+    seed: int | np.random.Generator,
+    *,
+    rgb: Any = None,
+    depth: Any = None,
+    intrinsics: Any = None,
+) -> np.ndarray:
     """Known mask for a protocol string (see the module docstring), seeded by ``seed``.
 
     Args:
         protocol: ``"ratio:5"``, ``"points:500"``, ``"holes:0.3"``, ``"lidar:64"``,
-            ``"lidar:64:4"``, ``"border:0.2"``, ``"sensor"``; numeric parameters may be ranges.
+            ``"lidar:64:4"``, ``"border:0.2"``, ``"sensor"``, ``"orb:500"``, ``"sift:500"``,
+            ``"range:0.3"``, ``"blob:0.1"``, ``"lines:16"``; numeric parameters may be ranges.
         valid: ``[H, W]`` bool ground-truth validity.
         seed: an int (-> ``np.random.default_rng(seed)``) or a ``np.random.Generator`` (used as is).
+        rgb: ``uint8 [H, W, 3]`` image, for ``orb``/``sift``.
+        depth: ``[H, W]`` depth (metres), for ``range`` (the GT) and ``lines`` (the LiDAR map).
+        intrinsics: ``[3, 3]`` camera matrix, for ``lines``.
 
     Returns:
         ``[H, W]`` bool known_mask.
@@ -542,7 +771,30 @@ def make_mask(protocol: str, valid: Any, seed: int | np.random.Generator) -> np.
         if isinstance(params[0], tuple):
             return border(valid, rng, width_fraction=params[0], sides="random")
         return border(valid, rng, width_fraction=params[0], sides="all")
+    missing = [
+        name
+        for name, value in (("rgb", rgb), ("depth", depth), ("intrinsics", intrinsics))
+        if name in protocol_needs(protocol) and value is None
+    ]
+    if missing:
+        raise ValueError(f"mask protocol {protocol!r} needs {' and '.join(missing)}")
+    if kind in ("orb", "sift"):
+        return keypoints(rgb, valid, _resolve(params[0], rng, integer=True), rng, detector=kind)
+    if kind == "range":
+        return depth_range_hole(depth, valid, _resolve(params[0], rng, integer=False), rng)
+    if kind == "blob":
+        return object_blob(valid, _resolve(params[0], rng, integer=False), rng)
+    if kind == "lines":
+        return scan_lines(depth, intrinsics, _resolve(params[0], rng, integer=True)) & _check_valid(valid)
     return sensor_holes(valid)
+
+
+def protocol_needs(protocol: str) -> tuple[str, ...]:
+    """What :func:`make_mask` needs besides ``valid`` for ``protocol``: ``rgb``, ``depth``, ``intrinsics``."""
+    kind, _ = parse_protocol(protocol)
+    return {"orb": ("rgb",), "sift": ("rgb",), "range": ("depth",), "lines": ("depth", "intrinsics")}.get(
+        kind, ()
+    )
 
 
 class MaskMixture:

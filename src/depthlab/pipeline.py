@@ -139,6 +139,7 @@ class DepthLabPipeline(DiffusionPipeline):
         self._tiny_vae_source: str | None = None
         self._channels_last = False
         self._compile_mode: str | None = None
+        self._weight_sources: dict[str, loading.WeightSource] = {}
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
@@ -176,9 +177,11 @@ class DepthLabPipeline(DiffusionPipeline):
         paths = loading.resolve_checkpoints(source, with_text_encoder=load_text_encoder)
         components = loading.load_pipeline_components(paths, load_text_encoder, dtype)
         unconditional = components.pop("unconditional_context", None)
+        sources = components.pop("weight_sources")
         pipe = cls(**components, reference_fp16_rounding=reference_fp16_rounding)
         pipe._checkpoint_paths = paths
         pipe._unconditional_context = unconditional
+        pipe._weight_sources = sources
         return pipe.to(device)
 
     @classmethod

@@ -1,19 +1,7 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 
-KITTI_OBJECT = (
-    Path(__file__).resolve().parents[2]
-    / ".."
-    / "shared"
-    / "datasets"
-    / "kuixu__kitti_object_vis"
-    / "data"
-    / "object"
-    / "training"
-)
 CALIB = "P2: 100 0 50 0 0 100 40 0 0 0 1 0\nR0_rect: 1 0 0 0 1 0 0 0 1\nTr_velo_to_cam: 0 -1 0 0 0 0 -1 0 1 0 0 0\n"
 
 
@@ -47,21 +35,9 @@ def kitti():
     return Helpers
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)
-
-
-@pytest.fixture
-def kitti_object_root():
-    if not (KITTI_OBJECT / "velodyne" / "000000.bin").is_file():
-        pytest.skip(f"KITTI object frame not available under {KITTI_OBJECT}")
-    return KITTI_OBJECT
-
-
 @pytest.fixture(scope="session")
-def tiny_pipeline():
-    """A tiny random-weight DepthLab pipeline, built once for the applications tests."""
+def tiny_method():
+    """The tiny random-weight DepthLab pipeline as a method choice, built once for the applications tests."""
     pytest.importorskip("torch")
     from depthlab import DepthLabPipeline
     from depthlab.applications import MethodChoice

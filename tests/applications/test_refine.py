@@ -61,11 +61,11 @@ def test_errors(rough):
         confidence_mask(noisy, confidence, confidence_quantile=1.5)
 
 
-def test_depthlab_refine_mode_keeps_the_scale(rough, tiny_pipeline):
+def test_depthlab_refine_mode_keeps_the_scale(rough, tiny_method):
     rgb, _, noisy, confidence, bad = rough
     noisy = noisy.copy()
     noisy[0, 0] = np.nan  # refine=True needs a finite map: filled from the neighbours first
-    result = refine_depth(rgb, noisy, confidence, min_confidence=3.0, method=tiny_pipeline,
+    result = refine_depth(rgb, noisy, confidence, min_confidence=3.0, method=tiny_method,
                           depthlab_options={"num_inference_steps": 2, "strength": 0.5, "processing_resolution": 32})  # fmt: skip
     assert result.output.method == "depthlab" and np.isfinite(result.output.depth).all()
     assert 0.9 < result.scale_ratio < 1.1  # the known (confident) pixels set the scale, even untrained

@@ -1,6 +1,5 @@
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,33 +7,26 @@ from PIL import Image
 
 from depthlab.cli import main
 
-
-@pytest.fixture(autouse=True)
-def no_weights(monkeypatch, tmp_path_factory):
-    """Make sure `auto` cannot find real weights on the test machine."""
-    monkeypatch.setenv("DEPTHLAB_CHECKPOINTS", str(tmp_path_factory.mktemp("no_weights")))
-    try:
-        import depthlab.models.loading as loading
-    except ImportError:
-        return
-    monkeypatch.setattr(loading, "find_checkpoints", lambda source=None: None)
+# `auto` must not find real weights on the test machine (root conftest)
+pytestmark = pytest.mark.usefixtures("no_weights")
 
 
-def _write_item(folder: Path, stem: str, seed: int, h=24, w=32) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(folder / f"{stem}_colors.png")
-    depth = rng.integers(1000, 4000, (h, w)).astype(np.uint16)
-    depth[rng.random((h, w)) < 0.6] = 0
-    Image.fromarray(depth).save(folder / f"{stem}_depth.png")
-    return depth
-
-
-def test_single_image_all_formats(tmp_path, capsys):
-    depth = _write_item(tmp_path / "in", "a", 0)
+def test_single_image_all_formats(tmp_path, capsys, write_item):
+    depth = write_item(tmp_path / "in", "a", 0)
     out = tmp_path / "out"
-    status = main(["complete", str(tmp_path / "in" / "a_colors.png"), "--depth-scale", "1000",
-                   "--out", str(out), "--format", "npy,png16,color,panel", "--colorbar"])
+    status = main(
+        [
+            "complete",
+            str(tmp_path / "in" / "a_colors.png"),
+            "--depth-scale",
+            "1000",
+            "--out",
+            str(out),
+            "--format",
+            "npy,png16,color,panel",
+            "--colorbar",
+        ]
+    )
     assert status == 0
     printed = capsys.readouterr().out
     assert "method guided:" in printed and "no DepthLab weights" in printed
@@ -45,26 +37,48 @@ def test_single_image_all_formats(tmp_path, capsys):
     assert png.dtype == np.uint16 and np.array_equal(png[known], depth[known])
     assert (out / "a_colors_color.png").is_file() and (out / "a_colors_panel.png").is_file()
     # a second run skips; --overwrite recomputes
-    assert main(["complete", str(tmp_path / "in" / "a_colors.png"), "--depth-scale", "1000",
-                 "--out", str(out), "--format", "npy"]) == 0
+    assert (
+        main(
+            [
+                "complete",
+                str(tmp_path / "in" / "a_colors.png"),
+                "--depth-scale",
+                "1000",
+                "--out",
+                str(out),
+                "--format",
+                "npy",
+            ]
+        )
+        == 0
+    )
     assert "1 already done" in capsys.readouterr().out
 
 
-def test_batch_with_corrupt_file_then_resume(tmp_path, capsys):
+def test_batch_with_corrupt_file_then_resume(tmp_path, capsys, write_item):
     inputs = tmp_path / "in"
     for i, stem in enumerate(["a", "b", "c"]):
-        _write_item(inputs / ("sub" if stem == "c" else ""), stem, i)
+        write_item(inputs / ("sub" if stem == "c" else ""), stem, i)
     (inputs / "b_colors.png").write_bytes(b"this is not a png")
     out = tmp_path / "out"
-    args = ["complete", str(inputs), "--depth-scale", "1000", "--out", str(out), "--method", "linear",
-            "--quiet"]
+    args = [
+        "complete",
+        str(inputs),
+        "--depth-scale",
+        "1000",
+        "--out",
+        str(out),
+        "--method",
+        "linear",
+        "--quiet",
+    ]
     assert main(args) == 1
     captured = capsys.readouterr()
     assert "2 completed, 0 already done (skipped), 1 failed" in captured.out
     assert "b_colors.png" in captured.err
     assert (out / "a_colors_depth.npy").is_file() and (out / "sub" / "c_colors_depth.npy").is_file()
     before = (out / "a_colors_depth.npy").stat().st_mtime_ns
-    _write_item(inputs, "b", 1)  # repaired
+    write_item(inputs, "b", 1)  # repaired
     assert main(args) == 0
     assert "1 completed, 2 already done (skipped), 0 failed" in capsys.readouterr().out
     assert (out / "a_colors_depth.npy").stat().st_mtime_ns == before
@@ -89,8 +103,25 @@ def test_glob_depth_folder_and_mask_conventions(tmp_path, capsys):
             mask_dir.mkdir()
             Image.fromarray(((~known) * 255).astype(np.uint8)).save(mask_dir / "x.png")
         out = tmp_path / f"out_{convention}"
-        assert main(["complete", str(images / "*.jpg"), "--depth", str(depths), "--mask", str(mask_dir),
-                     "--mask-convention", convention, "--method", "nearest", "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "complete",
+                    str(images / "*.jpg"),
+                    "--depth",
+                    str(depths),
+                    "--mask",
+                    str(mask_dir),
+                    "--mask-convention",
+                    convention,
+                    "--method",
+                    "nearest",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         results[convention] = np.load(out / "x_depth.npy")
     assert np.array_equal(results["known"], results["fill"])
     assert np.array_equal(results["known"][known], full[known])
@@ -103,14 +134,16 @@ def test_points_and_manifest(tmp_path):
     (tmp_path / "pts.csv").write_text("u,v,depth\n1,1,2.0\n10,8,3.0\n5,5,2.5\n")
     (tmp_path / "list.csv").write_text("image,points\nimg.png,pts.csv\n")
     out = tmp_path / "out"
-    assert main(["complete", "--manifest", str(tmp_path / "list.csv"), "--method", "linear",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["complete", "--manifest", str(tmp_path / "list.csv"), "--method", "linear", "--out", str(out)])
+        == 0
+    )
     result = np.load(out / "img_depth.npy")
     assert result[1, 1] == 2.0 and result[8, 10] == 3.0 and result.shape == (10, 12)
 
 
-def test_user_errors_exit_2_without_traceback(tmp_path, capsys):
-    _write_item(tmp_path, "a", 0)
+def test_user_errors_exit_2_without_traceback(tmp_path, capsys, write_item):
+    write_item(tmp_path, "a", 0)
     image = str(tmp_path / "a_colors.png")
     assert main(["complete", image, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
@@ -130,22 +163,39 @@ def test_info_runs(capsys):
     assert "DEPTHLAB_CHECKPOINTS" in printed and "numpy" in printed and "found:" in printed
 
 
-def test_console_entry_subprocess(tmp_path):
-    _write_item(tmp_path, "a", 0)
+def test_console_entry_subprocess(tmp_path, write_item):
+    write_item(tmp_path, "a", 0)
     proc = subprocess.run(
-        [sys.executable, "-m", "depthlab.cli", "complete", str(tmp_path / "a_colors.png"),
-         "--depth-scale", "1000", "--method", "nearest", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "depthlab.cli",
+            "complete",
+            str(tmp_path / "a_colors.png"),
+            "--depth-scale",
+            "1000",
+            "--method",
+            "nearest",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "method nearest" in proc.stdout
     assert (tmp_path / "out" / "a_colors_color.png").is_file()
-    proc = subprocess.run([sys.executable, "-m", "depthlab.cli", "complete", str(tmp_path / "missing.png")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "depthlab.cli", "complete", str(tmp_path / "missing.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
-def test_convert_then_complete_with_depthlab(tmp_path, capsys, monkeypatch):
+def test_convert_then_complete_with_depthlab(tmp_path, capsys, monkeypatch, write_item):
     pytest.importorskip("torch")
     monkeypatch.undo()  # the real weight search: --checkpoints is looked at first
     from depthlab.pipeline import DepthLabPipeline
@@ -156,10 +206,27 @@ def test_convert_then_complete_with_depthlab(tmp_path, capsys, monkeypatch):
     assert main(["convert", str(tmp_path / "tiny"), str(tmp_path / "tiny16"), "--fp16"]) == 0
     assert main(["convert", str(tmp_path / "tiny"), str(tmp_path / "tiny16")]) == 2  # not empty
     assert "--overwrite" in capsys.readouterr().err
-    _write_item(tmp_path / "in", "a", 0)
-    args = ["complete", str(tmp_path / "in" / "a_colors.png"), "--depth-scale", "1000",
-            "--checkpoints", str(tmp_path / "tiny16"), "--steps", "2", "--strength", "0.5",
-            "--processing-resolution", "32", "--seed", "0", "--device", "cpu", "--format", "npy"]
+    write_item(tmp_path / "in", "a", 0)
+    args = [
+        "complete",
+        str(tmp_path / "in" / "a_colors.png"),
+        "--depth-scale",
+        "1000",
+        "--checkpoints",
+        str(tmp_path / "tiny16"),
+        "--steps",
+        "2",
+        "--strength",
+        "0.5",
+        "--processing-resolution",
+        "32",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+        "--format",
+        "npy",
+    ]
     assert main(args + ["--out", str(tmp_path / "o1")]) == 0
     assert "method depthlab: DepthLab weights were found" in capsys.readouterr().out
     assert main(args + ["--out", str(tmp_path / "o2")]) == 0

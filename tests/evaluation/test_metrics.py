@@ -26,6 +26,8 @@ def reference_metrics(pred, gt, mask):
     }
     for k in (1, 2, 3):
         out[f"delta{k}"] = sum(1 for p, g in pairs if max(p / g, g / p) < 1.25**k) / n
+    for name in ("rmse", "mae", "i_rmse", "i_mae"):  # KITTI-DC units: m -> mm, 1/m -> 1/km
+        out[f"{name}_mm" if name in ("rmse", "mae") else f"{name}_km"] = 1000.0 * out[name]
     return out
 
 

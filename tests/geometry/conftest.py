@@ -1,16 +1,7 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from depthlab.geometry import Camera
-
-KITTI_OBJECT = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "kuixu__kitti_object_vis"
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)
 
 
 @pytest.fixture
@@ -27,11 +18,3 @@ def scene_depth(camera):
     depth[5, 5] = 0.0
     depth[40, 60] = np.nan
     return depth
-
-
-@pytest.fixture
-def kitti_frame():
-    base = KITTI_OBJECT / "data" / "object" / "training"
-    if not (base / "velodyne" / "000000.bin").is_file():
-        pytest.skip(f"KITTI object frame not available under {base}")
-    return base

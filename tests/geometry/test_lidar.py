@@ -64,14 +64,16 @@ def test_matches_an_independent_projection_on_synthetic_points(tmp_path, rng):
     assert (index[depth > 0] < 3000).all()  # a tie goes to the lower scan index
 
 
-def test_real_kitti_frame_pixel_for_pixel(kitti_frame):
-    image = Image.open(kitti_frame / "image_2" / "000000.png")
+def test_real_kitti_frame_pixel_for_pixel(kitti_object_root):
+    image = Image.open(kitti_object_root / "image_2" / "000000.png")
     width, height = image.size
-    scan = read_velodyne(kitti_frame / "velodyne" / "000000.bin")
+    scan = read_velodyne(kitti_object_root / "velodyne" / "000000.bin")
     assert scan.shape[1] == 4 and len(scan) > 100_000
-    calib = read_kitti_calib(kitti_frame / "calib" / "000000.txt")
+    calib = read_kitti_calib(kitti_object_root / "calib" / "000000.txt")
     depth = scan_to_depth(scan, calib, width, height)
-    expected = reference_projection(scan, (kitti_frame / "calib" / "000000.txt").read_text(), width, height)
+    expected = reference_projection(
+        scan, (kitti_object_root / "calib" / "000000.txt").read_text(), width, height
+    )
     assert np.array_equal(depth > 0, expected > 0)
     np.testing.assert_allclose(depth, expected, rtol=1e-6)
     assert 19_000 < (depth > 0).sum() < 22_000  # INVENTORY: about 20,300 points in view

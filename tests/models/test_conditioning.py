@@ -16,11 +16,6 @@ from depthlab.training.objective import encode_batch  # noqa: E402
 from depthlab.training.sample import AugmentationConfig, NormalizationConfig, make_training_sample  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def pipe() -> DepthLabPipeline:
-    return DepthLabPipeline.build_tiny(seed=3)
-
-
 def test_rgb_rule_is_the_original_float64_path_for_every_byte() -> None:
     values = np.arange(256, dtype=np.uint8).reshape(16, 16)
     rgb = np.stack([values, values[::-1], values.T], axis=-1)  # [16, 16, 3]
@@ -52,7 +47,7 @@ def test_input_builders_shapes_and_polarity() -> None:
     assert [float(stacked[0, c].mean()) for c in (0, 4, 8)] == [0.0, 1.0, 2.0]
 
 
-def test_training_batch_encoding_equals_the_pipeline_latents(pipe: DepthLabPipeline) -> None:
+def test_training_batch_encoding_equals_the_pipeline_latents(tiny_pipeline: DepthLabPipeline) -> None:
     """A training sample normalised as at inference gives exactly the pipeline's U-Net inputs."""
     rgb, depth, _ = render_scene(np.random.default_rng(5), 32, 40)
     valid = np.ones_like(depth, dtype=bool)
@@ -67,17 +62,17 @@ def test_training_batch_encoding_equals_the_pipeline_latents(pipe: DepthLabPipel
         NormalizationConfig("inference"),
         fill="linear_exact",
     )
-    batch = torch.utils.data.default_collate([sample_tensors(sample, pipe.image_processor)])
-    trained = encode_batch(pipe.vae, pipe.image_encoder, batch)
+    batch = torch.utils.data.default_collate([sample_tensors(sample, tiny_pipeline.image_processor)])
+    trained = encode_batch(tiny_pipeline.vae, tiny_pipeline.image_encoder, batch)
 
     # The pipeline on the same image and mask; refine=True takes the full depth map as the
     # pipeline's depth input, which is then training's normalised ground truth.
     item = preprocessing.prepare_input(sample["rgb"], depth, sample["known_mask"], 0, 1.0, refine=True)
-    encoded = pipe._encode_item(item, need_depth_latent=True)
+    encoded = tiny_pipeline._encode_item(item, need_depth_latent=True)
     for key in ("rgb", "mask", "masked_depth", "depth"):
         assert trained[key].shape == encoded[key].shape == (1, 4, 4, 5), key
         torch.testing.assert_close(trained[key], encoded[key], rtol=0, atol=1e-6, msg=key)
     with torch.no_grad():
-        pixel_values = pipe.image_processor(images=[sample["rgb"]], return_tensors="pt").pixel_values
-        embeds = pipe.image_encoder(pixel_values).image_embeds
+        pixel_values = tiny_pipeline.image_processor(images=[sample["rgb"]], return_tensors="pt").pixel_values
+        embeds = tiny_pipeline.image_encoder(pixel_values).image_embeds
     torch.testing.assert_close(trained["image_embeds"], embeds, rtol=0, atol=1e-6)

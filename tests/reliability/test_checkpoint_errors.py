@@ -40,7 +40,9 @@ def original(tmp_path_factory) -> Path:
 def inputs(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("inputs")
     rng = np.random.default_rng(0)
-    io.write_depth_npy(folder / "depth.npy", np.where(rng.random((24, 32)) < 0.5, 2.0, 0.0).astype(np.float32))
+    io.write_depth_npy(
+        folder / "depth.npy", np.where(rng.random((24, 32)) < 0.5, 2.0, 0.0).astype(np.float32)
+    )
     from PIL import Image
 
     Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(folder / "rgb.png")
@@ -110,7 +112,9 @@ def test_api_error_names_file_and_tensor(original: Path, tmp_path: Path, case: s
 
 
 @pytest.mark.parametrize("case", ["truncated_pth", "mis_shaped_mapping", "pickle_payload"])
-def test_cli_exits_2_with_one_line(original: Path, inputs: tuple[Path, Path], tmp_path: Path, case: str) -> None:
+def test_cli_exits_2_with_one_line(
+    original: Path, inputs: tuple[Path, Path], tmp_path: Path, case: str
+) -> None:
     root, broken, tensor = broken_copy(original, tmp_path, case)
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     rgb, depth = inputs

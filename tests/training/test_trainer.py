@@ -104,10 +104,7 @@ def test_batch_size_must_divide(tiny_config):
 def test_cli_dry_run_and_errors(tmp_path):
     from depthlab.cli import main
 
-    assert (
-        main(["train", "--config", "smoke_tiny", "--dry-run", "optim.lr=0.5"])
-        == 0
-    )
+    assert main(["train", "--config", "smoke_tiny", "--dry-run", "optim.lr=0.5"]) == 0
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
 
 

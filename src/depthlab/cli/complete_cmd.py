@@ -499,8 +499,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     conflicts = {reason: n for reason, n in report.skipped.items() if reason != "done"}
     status = 1 if report.failed or conflicts else 0
-    if report.process_index != 0:  # one process of a launch: the main process reports for all
-        return status
+    if report.process_index != 0:
+        # one process of a launch: the main process reports (and exits with the status) for all; a
+        # non-zero exit here would make the launcher stop the main process before it has reported
+        return 0
     done = report.skipped.get("done", 0)
     print(
         f"depthlab complete: {len(report.completed)} completed, {done} already done (skipped), "

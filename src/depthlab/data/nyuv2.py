@@ -14,6 +14,12 @@
 ``layout="auto"`` picks ``png`` when ``*_colors.png`` files exist. Valid GT: 1e-3 < d < 10 m,
 inside the Eigen crop (rows 45:471, cols 41:601 of the 640x480 frame; disable with
 ``eigen_crop=False``). Intrinsics: fx=518.8579, fy=519.4696, cx=325.5824, cy=253.7362.
+
+``nyu_nlspn`` is the view of the NYU depth-completion tables (Ma & Karaman, NLSPN, CFormer,
+OMNI-DC, DepthLab Table 2): the 640x480 frame resized to 320x240 (PIL bilinear, RGB and depth),
+then centre-cropped to 304x228 (rows 6:234, columns 8:312 of the resized frame); GT = the dense
+(in-painted) depth; valid = resized depth > 1e-4 m and inside the depth range. Use it with
+``points:500`` (``docs/protocols.md``, "nyu_nlspn").
 """
 
 from __future__ import annotations
@@ -23,13 +29,29 @@ from typing import Any
 
 import numpy as np
 
-from depthlab.data.base import DepthDataset, SampleRef
+from depthlab.data.base import DepthDataset, DepthSample, SampleRef
 from depthlab.data.registry import register_dataset
 
-__all__ = ["NYUv2Dataset", "EIGEN_CROP"]
+__all__ = [
+    "NYUv2Dataset",
+    "NYUNLSPNDataset",
+    "EIGEN_CROP",
+    "NYU_OFFICIAL_TEST_FRAMES",
+    "NLSPN_RESIZE",
+    "NLSPN_CROP",
+    "nlspn_crop_box",
+]
 
 EIGEN_CROP = (45, 471, 41, 601)  # rows top:bottom, cols left:right of the 480x640 frame
+NYU_OFFICIAL_TEST_FRAMES = 654  # ``testNdxs`` of NYU's splits.mat (the 654-frame test split)
+NLSPN_RESIZE = (240, 320)  # (height, width) after the resize, from 480x640
+NLSPN_CROP = (228, 304)  # (height, width) of the centre crop
 _MM = 1000.0
+
+
+def nlspn_crop_box(height: int = NLSPN_RESIZE[0], width: int = NLSPN_RESIZE[1]) -> tuple[int, int]:
+    """``(top, left)`` of the 228x304 centre crop, as torchvision ``CenterCrop``: ``round((H - h)/2)``."""
+    return int(round((height - NLSPN_CROP[0]) / 2.0)), int(round((width - NLSPN_CROP[1]) / 2.0))
 
 
 @register_dataset("nyuv2", "nyu")
@@ -117,3 +139,56 @@ class NYUv2Dataset(DepthDataset):
         region = np.zeros((height, width), dtype=bool)
         region[top:bottom, left:right] = True
         return region
+
+
+@register_dataset("nyu_nlspn", "nyuv2_nlspn")
+class NYUNLSPNDataset(NYUv2Dataset):
+    """NYUv2 test frames in the NLSPN view: 640x480 -> 320x240 (bilinear) -> centre crop 304x228.
+
+    Same layouts and options as :class:`NYUv2Dataset` (Marigold layout: ``depth_type="filled"``
+    by default, the dense GT of the NLSPN tables); no Eigen crop, no ``known_depth``. The official
+    split has :data:`NYU_OFFICIAL_TEST_FRAMES` (654) frames; :meth:`describe` records how many are
+    present.
+    """
+
+    def __init__(self, root: str | Path, *, depth_type: str = "filled", **kwargs: Any) -> None:
+        kwargs.pop("eigen_crop", None)
+        super().__init__(root, depth_type=depth_type, eigen_crop=False, **kwargs)
+
+    def load(self, ref: SampleRef) -> DepthSample:
+        from PIL import Image
+
+        sample = super().load(ref)
+        height, width = sample.depth.shape
+        if (height, width) != (480, 640):
+            raise ValueError(f"the NLSPN view needs 480x640 NYUv2 frames; got {height}x{width}")
+        size = (NLSPN_RESIZE[1], NLSPN_RESIZE[0])  # PIL: (width, height)
+        rgb = np.asarray(Image.fromarray(sample.rgb, mode="RGB").resize(size, Image.BILINEAR))
+        depth = np.asarray(
+            Image.fromarray(sample.depth.astype(np.float32), mode="F").resize(size, Image.BILINEAR)
+        )
+        top, left = nlspn_crop_box()
+        window = (slice(top, top + NLSPN_CROP[0]), slice(left, left + NLSPN_CROP[1]))
+        sample.rgb = np.ascontiguousarray(rgb[window])
+        sample.depth = np.ascontiguousarray(depth[window], dtype=np.float32)
+        sample.valid_mask = (sample.depth > 1e-4) & self.load_valid_mask(ref, sample.depth)
+        sample.known_depth = None
+        if sample.intrinsics is not None:
+            K = sample.intrinsics.copy()  # noqa: N806 - pixel-centre convention of the resize
+            scale = NLSPN_RESIZE[1] / width, NLSPN_RESIZE[0] / height
+            K[0, 0], K[1, 1] = K[0, 0] * scale[0], K[1, 1] * scale[1]
+            K[0, 2] = (K[0, 2] + 0.5) * scale[0] - 0.5 - left
+            K[1, 2] = (K[1, 2] + 0.5) * scale[1] - 0.5 - top
+            sample.intrinsics = K
+        sample.info["view"] = "nlspn: resize 320x240 bilinear, centre crop 304x228"
+        return sample
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(
+            view="nlspn",
+            official_test_frames=NYU_OFFICIAL_TEST_FRAMES,
+            frames_present=len(self),
+            complete_split=len(self) == NYU_OFFICIAL_TEST_FRAMES,
+        )
+        return info

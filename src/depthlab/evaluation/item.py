@@ -30,6 +30,8 @@ __all__ = [
     "score_rows",
     "save_npy",
     "load_prediction",
+    "method_settings",
+    "RECORDED_PIPELINE_OPTIONS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -114,6 +116,38 @@ class MethodCache:
         return self._functions[method]
 
 
+RECORDED_PIPELINE_OPTIONS = (
+    "processing_resolution",
+    "resize_mode",
+    "num_inference_steps",
+    "ensemble_size",
+    "fill_mode",
+    "preserve_known",
+)
+
+
+def method_settings(method: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The options a result was made with (recorded with every row and under every table).
+
+    The given options plus, for DepthLab, the pipeline's defaults of :data:`RECORDED_PIPELINE_OPTIONS` (processing resolution, resize mode, steps,
+    ensemble, ...) so a table row says how it was made. Objects (a given pipeline) are named by type.
+    """
+    settings: dict[str, Any] = {}
+    for key, value in (options or {}).items():
+        plain = value is None or isinstance(value, (bool, int, float, str, list, tuple))
+        settings[key] = value if plain else type(value).__name__
+    if method in ("depthlab", "auto"):
+        import inspect
+
+        from depthlab.pipeline import DepthLabPipeline
+
+        parameters = inspect.signature(DepthLabPipeline.__call__).parameters
+        for key in RECORDED_PIPELINE_OPTIONS:
+            settings.setdefault(key, parameters[key].default)
+        settings.setdefault("seed", 0)
+    return dict(sorted(settings.items()))
+
+
 def save_npy(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp.npy")
@@ -136,8 +170,15 @@ def load_prediction(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
 
 
 def known_mask_for(sample: Any, protocol: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(input_depth, known_mask)`` of one sample under one protocol."""
-    if protocol.strip().lower() == "sensor":
+    """``(input_depth, known_mask)`` of one sample under one protocol.
+
+    ``sensor`` and ``lines:N`` draw from the dataset's own partial depth (KITTI-DC
+    ``velodyne_raw``) when it has one; ``lines:N`` falls back to the GT depth (a projected LiDAR
+    scan, e.g. ``kitti_object``: the lines not kept are scored). ``orb``/``sift`` get the RGB,
+    ``range`` the GT depth, ``lines`` the intrinsics.
+    """
+    kind, _ = mask_protocols.parse_protocol(protocol)
+    if kind == "sensor":
         if sample.known_depth is None:
             raise ValueError(
                 "protocol 'sensor' needs a dataset with its own partial depth "
@@ -145,9 +186,16 @@ def known_mask_for(sample: Any, protocol: str, seed: int) -> tuple[np.ndarray, n
             )
         known = mask_protocols.sensor_holes(sample.known_mask)
         return np.where(known, sample.known_depth, 0.0).astype(np.float32), known
+    source, source_valid = sample.depth, sample.valid_mask
+    if kind == "lines" and sample.known_depth is not None:
+        source, source_valid = sample.known_depth, sample.known_mask
+    if kind == "lines" and sample.intrinsics is None:
+        raise ValueError(f"protocol {protocol!r} needs the camera intrinsics; the dataset gives none")
     rng = mask_protocols.protocol_rng(seed, sample.sample_id, protocol)
-    known = mask_protocols.make_mask(protocol, sample.valid_mask, rng)
-    return np.where(known, sample.depth, 0.0).astype(np.float32), known
+    known = mask_protocols.make_mask(
+        protocol, source_valid, rng, rgb=sample.rgb, depth=source, intrinsics=sample.intrinsics
+    )
+    return np.where(known, source, 0.0).astype(np.float32), known
 
 
 def predict(

@@ -16,6 +16,10 @@ mae          mean(|d - g|)                                        unit
 i_rmse       sqrt(mean((1/d - 1/g)^2))                            1/unit
 i_mae        mean(|1/d - 1/g|)                                    1/unit
 delta1/2/3   mean(max(d/g, g/d) < 1.25^k), k = 1, 2, 3            fraction
+rmse_mm      1000 * rmse (KITTI depth-completion unit; d, g in m)  mm
+mae_mm       1000 * mae                                           mm
+i_rmse_km    1000 * i_rmse (1/m -> 1/km; d, g in m)               1/km
+i_mae_km     1000 * i_mae                                         1/km
 ===========  ===================================================  ==========
 
 The log, inverse and ratio metrics need ``d > 0``: the prediction is clamped to at least
@@ -47,6 +51,10 @@ METRIC_NAMES = (
     "delta1",
     "delta2",
     "delta3",
+    "rmse_mm",
+    "mae_mm",
+    "i_rmse_km",
+    "i_mae_km",
 )
 __all__ = [
     "METRIC_NAMES",
@@ -142,6 +150,11 @@ KERNELS: dict[str, Callable[[_Scored], float]] = {
     "delta1": _delta_kernel(1),
     "delta2": _delta_kernel(2),
     "delta3": _delta_kernel(3),
+    # the KITTI depth-completion benchmark's units, for depth in metres
+    "rmse_mm": lambda v: 1000.0 * np.sqrt(np.mean(v.error**2)),
+    "mae_mm": lambda v: 1000.0 * np.mean(np.abs(v.error)),
+    "i_rmse_km": lambda v: 1000.0 * np.sqrt(np.mean((1.0 / v.dp - 1.0 / v.g) ** 2)),
+    "i_mae_km": lambda v: 1000.0 * np.mean(np.abs(1.0 / v.dp - 1.0 / v.g)),
 }
 assert tuple(KERNELS) == METRIC_NAMES
 
@@ -204,6 +217,26 @@ def delta2(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT
 def delta3(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
     """Fraction of pixels with ``max(d/g, g/d) < 1.25^3``."""
     return _metric("delta3", pred, gt, valid_mask, min_pred)
+
+
+def rmse_mm(pred: Any, gt: Any, valid_mask: Any = None) -> float:
+    """RMSE in millimetres for depth in metres (KITTI depth-completion benchmark unit)."""
+    return _metric("rmse_mm", pred, gt, valid_mask)
+
+
+def mae_mm(pred: Any, gt: Any, valid_mask: Any = None) -> float:
+    """MAE in millimetres for depth in metres."""
+    return _metric("mae_mm", pred, gt, valid_mask)
+
+
+def i_rmse_km(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
+    """Inverse-depth RMSE in 1/km for depth in metres (``1000 * i_rmse``)."""
+    return _metric("i_rmse_km", pred, gt, valid_mask, min_pred)
+
+
+def i_mae_km(pred: Any, gt: Any, valid_mask: Any = None, min_pred: float = DEFAULT_MIN_PRED) -> float:
+    """Inverse-depth MAE in 1/km for depth in metres (``1000 * i_mae``)."""
+    return _metric("i_mae_km", pred, gt, valid_mask, min_pred)
 
 
 # the public functions by name (each a thin wrapper over its kernel)

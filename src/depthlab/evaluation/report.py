@@ -45,6 +45,10 @@ METRIC_LABELS = {
     "delta1": "δ1 ↑",
     "delta2": "δ2 ↑",
     "delta3": "δ3 ↑",
+    "rmse_mm": "RMSE [mm] ↓",
+    "mae_mm": "MAE [mm] ↓",
+    "i_rmse_km": "iRMSE [1/km] ↓",
+    "i_mae_km": "iMAE [1/km] ↓",
 }
 
 
@@ -60,6 +64,7 @@ PER_SAMPLE_FIELDS = (
     "n_known",
     "seconds",
     "reused",
+    "options",
     "error",
 )
 
@@ -89,6 +94,14 @@ def protocol_label(protocol: str) -> str:
         return f"LiDAR {beams}" + (f"/{fmt(params[1])}" if len(params) > 1 else "")
     if kind == "border":
         return f"border {fmt(params[0], True)}%" if params else "border"
+    if kind in ("orb", "sift"):
+        return f"{kind.upper()} {fmt(params[0])}"
+    if kind == "range":
+        return f"range {fmt(params[0], True)}%"
+    if kind == "blob":
+        return f"blob {fmt(params[0], True)}%"
+    if kind == "lines":
+        return f"{fmt(params[0])} lines"
     return "sensor"
 
 
@@ -100,11 +113,13 @@ def markdown_table(
     region: str,
     title: str | None = None,
     show_dataset: bool = False,
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     """Methods x (dataset, protocol) x metrics Markdown table; best value per column in bold.
 
     ``summary_rows`` items have ``dataset``, ``protocol``, ``method``, ``region``, ``n_ok`` and the
-    mean metrics.
+    mean metrics. ``settings``: ``{method: {option: value}}`` listed under the table (how each row
+    was made: processing resolution, resize mode, steps, ensemble, ...).
     """
     lookup = {(r["dataset"], r["protocol"], r["method"], r["region"]): r for r in summary_rows}
     header = ["Method"]
@@ -135,12 +150,18 @@ def markdown_table(
                 if not math.isfinite(value):
                     cells.append("–")
                     continue
-                text = f"{value:.3f}" if metric != "rmse" or value < 100 else f"{value:.1f}"
+                text = f"{value:.3f}" if value < 100 else f"{value:.1f}"
                 if best.get((dataset, protocol, metric)) == value and len(methods) > 1:
                     text = f"**{text}**"
                 cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Scored region: `{region}`; per-image metrics averaged over images."]
+    if settings:
+        lines += ["", "Method options:", ""]
+        for method in methods:
+            options = settings.get(method) or {}
+            text = ", ".join(f"{key}={value}" for key, value in options.items()) or "defaults"
+            lines.append(f"- `{method}`: {text}")
     return "\n".join(lines) + "\n"
 
 

@@ -70,6 +70,9 @@ __all__ = [
     "load_text_encoder",
     "load_unet",
     "load_pipeline_components",
+    "component_files",
+    "WeightSource",
+    "LARGE_COMPONENTS",
 ]
 
 # Keys of a full CLIPModel checkpoint that belong to the text tower, not used by the vision model.
@@ -292,6 +295,55 @@ def load_component_weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_state_dict_file(path)
 
 
+def component_files(folder: Path) -> tuple[Path, ...]:
+    """The weight file(s) of a component folder: one file, or every shard of a sharded checkpoint."""
+    path = find_weights_file(folder)
+    if path.name.endswith(".index.json"):
+        try:
+            weight_map = json.loads(path.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise CheckpointError(f"{str(path)!r} is not a shard index ({error})") from None
+        shards = tuple(folder / name for name in sorted(set(weight_map.values())))
+        for shard in shards:
+            if not shard.is_file():
+                raise CheckpointNotFoundError(f"shard {str(shard)!r} named in {str(path)!r} does not exist")
+        return shards
+    return (path,)
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Where one component's tensors live, so it can be (re)filled tensor by tensor.
+
+    Attributes:
+        files: the weight files (several for a sharded checkpoint).
+        label: how errors name the checkpoint.
+        ignore_prefixes: checkpoint keys skipped without reading them (CLIP text tower, the
+            reference U-Net's unused output head).
+        strip_prefix: removed from checkpoint keys (``"text_model."`` for transformers >= 5).
+    """
+
+    files: tuple[Path, ...]
+    label: str
+    ignore_prefixes: tuple[str, ...] = ()
+    strip_prefix: str = ""
+
+    def load_into(self, model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
+        """Fill ``model`` (parameters on the meta device) strictly; one copy of each tensor."""
+        for file in self.files:
+            if not file.is_file():
+                raise CheckpointNotFoundError(f"weights file {str(file)!r} does not exist")
+        prefix = self.strip_prefix
+        return streaming.stream_into(
+            model,
+            self.files,
+            self.label,
+            ignore_prefixes=self.ignore_prefixes,
+            dtype=dtype,
+            rename=(lambda key: key.removeprefix(prefix)) if prefix else (lambda key: key),
+        )
+
+
 def load_strict(
     model: nn.Module,
     state_dict: Mapping[str, torch.Tensor],
@@ -433,22 +485,25 @@ def load_image_processor(folder: Path) -> Any:
 def load_unet(
     config: Mapping[str, Any],
     in_channels: int,
-    state_dict: Mapping[str, torch.Tensor],
+    weights: Mapping[str, torch.Tensor] | WeightSource,
     source: str,
     dtype: torch.dtype,
 ) -> UNet2DConditionModel:
-    """Estimation (12 channels) or reference (4 channels, output head removed) U-Net, strictly."""
+    """Estimation (12 channels) or reference (4 channels, output head removed) U-Net, strictly.
+
+    ``weights``: a :class:`WeightSource` (streamed tensor by tensor) or an in-memory state dict.
+    """
     model = build_from_config(UNet2DConditionModel, {**config, "in_channels": in_channels})
+    ignore = REFERENCE_HEAD_PREFIXES if in_channels == REFERENCE_IN_CHANNELS else ()
     if in_channels == REFERENCE_IN_CHANNELS:
         remove_output_head(model)
-        return load_strict(model, state_dict, source, ignore_prefixes=REFERENCE_HEAD_PREFIXES, dtype=dtype)
-    return load_strict(model, state_dict, source, dtype=dtype)
+    if isinstance(weights, WeightSource):
+        return WeightSource(weights.files, source, ignore, weights.strip_prefix).load_into(model, dtype)
+    return load_strict(model, weights, source, ignore_prefixes=ignore, dtype=dtype)
 
 
-def load_clip_vision(
-    folder: Path, dtype: torch.dtype, state_dict: Mapping[str, torch.Tensor] | None = None
-) -> CLIPVisionModelWithProjection:
-    """CLIP vision tower + projection from a full ``CLIPModel`` or a vision-only folder, strictly."""
+def clip_vision_config(folder: Path) -> CLIPVisionConfig:
+    """Vision config (with ``projection_dim``) of a full ``CLIPModel`` or a vision-only folder."""
     raw = json.loads((folder / "config.json").read_text())
     if raw.get("model_type") == "clip" or "vision_config" in raw:
         full = CLIPConfig.from_pretrained(folder)
@@ -457,9 +512,25 @@ def load_clip_vision(
     else:
         config = CLIPVisionConfig.from_pretrained(folder)
     config._attn_implementation = "sdpa"
-    model = build_from_config(CLIPVisionModelWithProjection, config)
+    return config
+
+
+def clip_vision_source(folder: Path) -> WeightSource:
+    """The CLIP image encoder's weights; the text tower of a full CLIP file is never read."""
+    return WeightSource(component_files(folder), f"CLIP image encoder in {str(folder)!r}", CLIP_TEXT_PREFIXES)
+
+
+def load_clip_vision(
+    folder: Path, dtype: torch.dtype, state_dict: Mapping[str, torch.Tensor] | None = None
+) -> CLIPVisionModelWithProjection:
+    """CLIP vision tower + projection from a full ``CLIPModel`` or a vision-only folder, strictly.
+
+    Without ``state_dict`` the tensors are streamed from the folder's file(s) (text tower skipped
+    unread); with one, it is assigned (text-tower keys dropped by name).
+    """
+    model = build_from_config(CLIPVisionModelWithProjection, clip_vision_config(folder))
     if state_dict is None:
-        state_dict = load_component_weights(folder)
+        return clip_vision_source(folder).load_into(model, dtype)
     return load_strict(
         model,
         state_dict,
@@ -475,103 +546,134 @@ def load_text_encoder(folder: Path, dtype: torch.dtype = torch.float32) -> tuple
 
     config = CLIPTextConfig.from_pretrained(folder / "text_encoder")
     model = build_from_config(CLIPTextModel, config)
-    state = load_component_weights(folder / "text_encoder")
-    if not any(key.startswith("text_model.") for key in model.state_dict()):
-        # transformers >= 5 keeps the text transformer at the top level of CLIPTextModel.
-        state = {key.removeprefix("text_model."): value for key, value in state.items()}
-    load_strict(model, state, f"text encoder in {str(folder)!r}", dtype=dtype)
+    # transformers >= 5 keeps the text transformer at the top level of CLIPTextModel.
+    nested = any(key.startswith("text_model.") for key in model.state_dict())
+    WeightSource(
+        component_files(folder / "text_encoder"),
+        f"text encoder in {str(folder)!r}",
+        strip_prefix="" if nested else "text_model.",
+    ).load_into(model, dtype)
     return model, CLIPTokenizer.from_pretrained(folder / "tokenizer")
 
 
+# Components that a low-memory pipeline on CPU reads from their files only while they run.
+LARGE_COMPONENTS = ("image_encoder", "reference_unet", "estimation_unet")
+
+
 def load_pipeline_components(
-    paths: CheckpointPaths, load_text_encoder_too: bool, dtype: torch.dtype
+    paths: CheckpointPaths,
+    load_text_encoder_too: bool,
+    dtype: torch.dtype,
+    defer: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Every component of a DepthLab pipeline from resolved checkpoint ``paths``, strictly.
 
-    Returns the keyword arguments of :class:`~depthlab.pipeline.DepthLabPipeline`, plus
-    ``unconditional_context`` when the folder holds a stored one.
+    Each model is built on the meta device and filled tensor by tensor from its file(s)
+    (:mod:`depthlab.models.streaming`): one copy in memory, the CLIP text tower never read.
+
+    Args:
+        paths: from :func:`resolve_checkpoints`.
+        load_text_encoder_too: also load the text encoder and tokenizer.
+        dtype: floating tensors are cast to it, one at a time.
+        defer: names of models (see :data:`LARGE_COMPONENTS`) left on the meta device, in
+            ``dtype``, to be filled later from ``weight_sources`` (low-memory mode).
+
+    Returns:
+        The keyword arguments of :class:`~depthlab.pipeline.DepthLabPipeline`, plus
+        ``weight_sources`` (name -> :class:`WeightSource`) and ``unconditional_context`` when
+        the folder holds a stored one.
     """
+    defer = set(defer)
+    unknown = defer - set(LARGE_COMPONENTS)
+    if unknown:
+        raise ValueError(f"`defer` must name among {list(LARGE_COMPONENTS)}; got {sorted(unknown)}")
     if paths.layout == "original":
-        return _load_original_layout(paths, load_text_encoder_too, dtype)
-    return _load_depthlab_layout(paths.root, load_text_encoder_too, dtype)
-
-
-def _load_original_layout(
-    paths: CheckpointPaths, with_text_encoder: bool, dtype: torch.dtype
-) -> dict[str, Any]:
-    """Components from the original release's folders (strict; DepthLab .pth with weights_only)."""
-    marigold, depthlab = paths.marigold, paths.depthlab
-    vae = build_from_config(AutoencoderKL, AutoencoderKL.load_config(marigold / "vae"))
-    load_strict(
-        vae, load_component_weights(marigold / "vae"), f"VAE in {str(marigold / 'vae')!r}", dtype=dtype
-    )
-    unet_config = dict(UNet2DConditionModel.load_config(marigold / "unet"))
-    unets = {}
-    for name, file_name, channels in (
-        ("reference_unet", "reference_unet.pth", 4),
-        ("estimation_unet", "denoising_unet.pth", 12),
-    ):
-        path = depthlab / file_name
-        unets[name] = load_unet(unet_config, channels, load_state_dict_file(path), str(path), dtype)
-    image_encoder = load_clip_vision(paths.clip, dtype)
-    # The mapping layer's shape comes from the models it joins (CLIP embedding -> U-Net context),
-    # never from the file, so a mis-shaped file is reported rather than built around.
-    mapping_path = depthlab / "mapping_layer.pth"
-    projection = build_from_config(
-        ImageProjection,
-        {
-            "in_features": image_encoder.config.projection_dim,
-            "out_features": unet_config["cross_attention_dim"],
-        },
-    )
-    load_strict(projection, load_state_dict_file(mapping_path), repr(str(mapping_path)), dtype=dtype)
-    components: dict[str, Any] = {
-        "vae": vae,
-        **unets,
-        "image_encoder": image_encoder,
-        "image_projection": projection,
-        "scheduler": DDIMScheduler.from_pretrained(marigold / "scheduler"),
-        "image_processor": clip_image_processor(),
-    }
-    if with_text_encoder:
-        components["text_encoder"], components["tokenizer"] = load_text_encoder(marigold, dtype)
+        models, sources, extra = _original_layout(paths)
+    else:
+        models, sources, extra = _depthlab_layout(paths.root)
+    for name, model in models.items():
+        if name in defer:
+            model.to(dtype)  # still on meta: only the dtype is recorded
+        else:
+            sources[name].load_into(model, dtype)
+    components: dict[str, Any] = {**models, **extra, "weight_sources": sources}
+    if load_text_encoder_too:
+        folder = paths.marigold if paths.layout == "original" else paths.root
+        if paths.layout == "original" or (folder / "text_encoder").is_dir():
+            components["text_encoder"], components["tokenizer"] = load_text_encoder(folder, dtype)
     return components
 
 
-def _load_depthlab_layout(root: Path, with_text_encoder: bool, dtype: torch.dtype) -> dict[str, Any]:
-    """Components from a folder written by ``DepthLabPipeline.save_pretrained``."""
+def _original_layout(paths: CheckpointPaths) -> tuple[dict[str, nn.Module], dict[str, WeightSource], dict]:
+    """Models on meta + their weight sources from the original release's folders."""
+    marigold, depthlab = paths.marigold, paths.depthlab
+    unet_config = dict(UNet2DConditionModel.load_config(marigold / "unet"))
+    reference_path = depthlab / "reference_unet.pth"
+    estimation_path = depthlab / "denoising_unet.pth"
+    mapping_path = depthlab / "mapping_layer.pth"
+    sources = {
+        "vae": WeightSource(component_files(marigold / "vae"), f"VAE in {str(marigold / 'vae')!r}"),
+        "reference_unet": WeightSource((reference_path,), str(reference_path), REFERENCE_HEAD_PREFIXES),
+        "estimation_unet": WeightSource((estimation_path,), str(estimation_path)),
+        "image_encoder": clip_vision_source(paths.clip),
+        "image_projection": WeightSource((mapping_path,), repr(str(mapping_path))),
+    }
+    image_encoder = build_from_config(CLIPVisionModelWithProjection, clip_vision_config(paths.clip))
+    models = {
+        "vae": build_from_config(AutoencoderKL, AutoencoderKL.load_config(marigold / "vae")),
+        "reference_unet": remove_output_head(
+            build_from_config(UNet2DConditionModel, {**unet_config, "in_channels": REFERENCE_IN_CHANNELS})
+        ),
+        "estimation_unet": build_from_config(UNet2DConditionModel, {**unet_config, "in_channels": 12}),
+        "image_encoder": image_encoder,
+        # The mapping layer's shape comes from the models it joins (CLIP embedding -> U-Net
+        # context), never from the file, so a mis-shaped file is reported rather than built around.
+        "image_projection": build_from_config(
+            ImageProjection,
+            {
+                "in_features": image_encoder.config.projection_dim,
+                "out_features": unet_config["cross_attention_dim"],
+            },
+        ),
+    }
+    extra = {
+        "scheduler": DDIMScheduler.from_pretrained(marigold / "scheduler"),
+        "image_processor": clip_image_processor(),
+    }
+    return models, sources, extra
 
-    def weights(name: str) -> dict[str, torch.Tensor]:
-        return load_state_dict_file(root / name / "model.safetensors")
 
-    vae = load_strict(
-        build_from_config(AutoencoderKL, AutoencoderKL.load_config(root / "vae")),
-        weights("vae"),
-        f"{root}/vae",
-        dtype=dtype,
+def _depthlab_layout(root: Path) -> tuple[dict[str, nn.Module], dict[str, WeightSource], dict]:
+    """Models on meta + their weight sources from a ``DepthLabPipeline.save_pretrained`` folder."""
+    sources = {
+        name: WeightSource(component_files(root / name), f"{root}/{name}")
+        for name in ("vae", "reference_unet", "estimation_unet", "image_projection")
+    }
+    sources["image_encoder"] = WeightSource(
+        component_files(root / "image_encoder"),
+        f"CLIP image encoder in {str(root / 'image_encoder')!r}",
+        CLIP_TEXT_PREFIXES,
     )
-    unets = {}
+    models: dict[str, nn.Module] = {
+        "vae": build_from_config(AutoencoderKL, AutoencoderKL.load_config(root / "vae"))
+    }
     for name in ("reference_unet", "estimation_unet"):
         config = dict(UNet2DConditionModel.load_config(root / name))
-        unets[name] = load_unet(config, config["in_channels"], weights(name), f"{root}/{name}", dtype)
-    projection = load_strict(
-        build_from_config(ImageProjection, ImageProjection.load_config(root / "image_projection")),
-        weights("image_projection"),
-        f"{root}/image_projection",
-        dtype=dtype,
+        models[name] = build_from_config(UNet2DConditionModel, config)
+        if config["in_channels"] == REFERENCE_IN_CHANNELS:
+            remove_output_head(models[name])
+    models["image_encoder"] = build_from_config(
+        CLIPVisionModelWithProjection, clip_vision_config(root / "image_encoder")
     )
-    components: dict[str, Any] = {
-        "vae": vae,
-        **unets,
-        "image_encoder": load_clip_vision(root / "image_encoder", dtype, weights("image_encoder")),
-        "image_projection": projection,
+    models["image_projection"] = build_from_config(
+        ImageProjection, ImageProjection.load_config(root / "image_projection")
+    )
+    extra: dict[str, Any] = {
         "scheduler": schedulers.load_scheduler(root / "scheduler"),
         "image_processor": load_image_processor(root / "image_processor"),
     }
     if (root / "unconditional_context.safetensors").is_file():
-        components["unconditional_context"] = load_state_dict_file(
-            root / "unconditional_context.safetensors"
-        )["context"]
-    if with_text_encoder and (root / "text_encoder").is_dir():
-        components["text_encoder"], components["tokenizer"] = load_text_encoder(root, dtype)
-    return components
+        extra["unconditional_context"] = load_state_dict_file(root / "unconditional_context.safetensors")[
+            "context"
+        ]
+    return models, sources, extra
