@@ -65,6 +65,7 @@ def _accelerate() -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_accelerate_two_processes_equal_one_bit_for_bit(
     tmp_path, monkeypatch, tiny_checkpoint, write_item, write_nyu_frames, tree, records, capsys
 ):
@@ -109,6 +110,7 @@ def test_accelerate_two_processes_equal_one_bit_for_bit(
     assert "0 completed, 7 already done" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_classical_with_a_corrupt_file(
     tmp_path, write_item, write_nyu_frames, tree, records
 ):
@@ -210,6 +212,7 @@ def _interrupt(out: Path, process: subprocess.Popen, act, timeout: float = 240) 
     return process.returncode
 
 
+@pytest.mark.slow
 def test_accelerate_killed_process_and_ctrl_c_then_rerun_on_kitti(tmp_path, tree, records):
     """accelerate launch, 2 CPU processes, guided on real KITTI crops with a corrupt file in the middle.
 
