@@ -167,3 +167,30 @@ def test_fill_mode_auto_is_exact(baseline) -> None:
     out = run(DepthLabPipeline.build_tiny(seed=0), fill_mode="auto")
     assert out.info["fill_mode"] == "exact" and baseline.info["fill_mode"] == "exact"
     np.testing.assert_array_equal(out.depth, baseline.depth)
+
+
+def test_cli_flags_reach_the_loaded_pipeline(tiny_checkpoint, tmp_path) -> None:
+    from depthlab.batch.options import BatchOptions
+    from depthlab.batch.runner import load_method
+    from depthlab.cli import build_parser
+    from depthlab.cli.complete_cmd import batch_options
+
+    tiny_autoencoder().save_pretrained(tmp_path / "taesd")
+    args = build_parser().parse_args(
+        [
+            "complete",
+            "x.png",
+            "--out",
+            str(tmp_path / "out"),
+            "--channels-last",
+            "--tiny-vae",
+            str(tmp_path / "taesd"),
+        ]
+    )
+    options = batch_options(args)
+    assert options.speed == {"channels_last": True, "tiny_vae": str(tmp_path / "taesd")}
+    assert "speed" in options.recorded("depthlab") and "speed" not in BatchOptions().recorded("depthlab")
+    options.checkpoints = str(tiny_checkpoint)
+    loaded = load_method("depthlab", options, device="cpu")
+    assert loaded.pipeline.optimizations()["channels_last"] is True
+    assert loaded.pipeline.optimizations()["tiny_vae"] == str(tmp_path / "taesd")
