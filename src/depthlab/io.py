@@ -64,12 +64,15 @@ __all__ = [
     "panel_caption",
     "describe_known_depth",
     "atomic_write",
+    "OUTPUT_MARKER",
+    "is_depthlab_output",
     "nearest_per_pixel",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 DEPTH_SUFFIXES = (".npy", ".npz", ".png", ".tif", ".tiff", ".pfm", ".exr")
 POINT_SUFFIXES = (".csv", ".txt")
+OUTPUT_MARKER = "depthlab-output"  # PNG text key that marks a file as a depthlab result, not an input
 _EXR_HINT = "reading or writing .exr files needs the OpenEXR package: `pip install OpenEXR`"
 _EXR_CHANNELS = ("Z", "depth", "Y", "R")
 
@@ -692,6 +695,31 @@ def _binarise_image(array: np.ndarray, name: str = "mask") -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # writers
 # ----------------------------------------------------------------------------------------------
+def _save_png(image: Image.Image, tmp: Path, marker: str | None) -> None:
+    """Save ``image`` as PNG; ``marker`` (if given) goes into a text chunk :data:`OUTPUT_MARKER`."""
+    pnginfo = None
+    if marker is not None:
+        from PIL.PngImagePlugin import PngInfo
+
+        pnginfo = PngInfo()
+        pnginfo.add_text(OUTPUT_MARKER, marker)
+    image.save(tmp, format="PNG", pnginfo=pnginfo)
+
+
+def is_depthlab_output(path: str | os.PathLike) -> bool:
+    """True for a PNG that depthlab wrote as a result (it carries the :data:`OUTPUT_MARKER` text chunk).
+
+    Reads only the PNG header chunks; any other file, or one that cannot be read, is False.
+    """
+    if Path(path).suffix.lower() != ".png":
+        return False
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and OUTPUT_MARKER in image.info
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
 def write_depth_npy(path: str | os.PathLike, depth: Any, *, overwrite: bool = False) -> Path:
     """Write ``[H, W]`` depth as float32 ``.npy`` (units unchanged)."""
     array = to_depth_array(depth)
@@ -703,8 +731,13 @@ def write_depth_npy(path: str | os.PathLike, depth: Any, *, overwrite: bool = Fa
     return atomic_write(path, write, overwrite=overwrite)
 
 
-def write_depth_png16(path: str | os.PathLike, depth: Any, scale: float, *, overwrite: bool = False) -> Path:
+def write_depth_png16(
+    path: str | os.PathLike, depth: Any, scale: float, *, overwrite: bool = False, marker: str | None = None
+) -> Path:
     """Write depth as a 16-bit PNG storing ``round(depth * scale)``; non-finite/<= 0 -> 0.
+
+    ``marker``: mark the file as a depthlab result (:func:`is_depthlab_output`), so that folder
+    batches never take it as an input.
 
     Raises:
         ValueError: a value would exceed 65535 (the message gives the largest scale that fits).
@@ -721,7 +754,7 @@ def write_depth_png16(path: str | os.PathLike, depth: Any, scale: float, *, over
             f"use a scale of at most {65535 / largest:.6g} or write .npy"
         )
     image = Image.fromarray(stored.astype(np.uint16))
-    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), overwrite=overwrite)
+    return atomic_write(path, lambda tmp: _save_png(image, tmp, marker), overwrite=overwrite)
 
 
 def write_depth_tiff(path: str | os.PathLike, depth: Any, *, overwrite: bool = False) -> Path:
@@ -756,8 +789,13 @@ def write_depth(
     raise ValueError(f"cannot write depth to {path}: suffix {suffix!r} is not .npy, .png, .tif, .pfm or .exr")
 
 
-def write_image(path: str | os.PathLike, rgb: np.ndarray, *, overwrite: bool = False) -> Path:
-    """Write a ``uint8 [H, W, 3]`` picture (format from the suffix, e.g. .png, .jpg)."""
+def write_image(
+    path: str | os.PathLike, rgb: np.ndarray, *, overwrite: bool = False, marker: str | None = None
+) -> Path:
+    """Write a ``uint8 [H, W, 3]`` picture (format from the suffix, e.g. .png, .jpg).
+
+    ``marker``: mark a PNG as a depthlab result (see :func:`write_depth_png16`).
+    """
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"`rgb` must be uint8 [H, W, 3]; got {rgb.dtype} {rgb.shape}")
@@ -765,6 +803,8 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, overwrite: bool = F
     fmt = Image.registered_extensions().get(Path(path).suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot write an image to {path}: unknown suffix")
+    if fmt == "PNG":
+        return atomic_write(path, lambda tmp: _save_png(image, tmp, marker), overwrite=overwrite)
     return atomic_write(path, lambda tmp: image.save(tmp, format=fmt), overwrite=overwrite)
 
 
@@ -803,6 +843,7 @@ def write_color(
     colorbar: bool = False,
     unit: str = "",
     overwrite: bool = False,
+    marker: str | None = None,
 ) -> Path:
     """Write a colourised depth PNG (fixed range ``vmin``/``vmax`` or per-image percentiles).
 
@@ -818,7 +859,7 @@ def write_color(
     rgb = visualize.colorize(array, vmin=vmin, vmax=vmax, cmap=cmap)
     if colorbar:
         rgb = visualize.add_colorbar(rgb, vmin, vmax, cmap=cmap, label=unit)
-    return write_image(path, rgb, overwrite=overwrite)
+    return write_image(path, rgb, overwrite=overwrite, marker=marker)
 
 
 def write_panel(
@@ -836,6 +877,7 @@ def write_panel(
     unit: str = "",
     caption: str = "",
     overwrite: bool = False,
+    marker: str | None = None,
 ) -> Path:
     """Write a side-by-side panel: RGB | input depth (holes marked) | completed [| |error| vs ``gt``].
 
@@ -862,7 +904,7 @@ def write_panel(
         unit=unit,
         caption=caption,
     )
-    return write_image(path, picture, overwrite=overwrite)
+    return write_image(path, picture, overwrite=overwrite, marker=marker)
 
 
 def panel_caption(method: str, known_mask: Any, seconds: float | None = None) -> str:

@@ -168,20 +168,31 @@ def _write_json(tmp_path):
     return str(path)
 
 
-def test_holdout_scores_what_the_evaluation_harness_scores(tmp_path, kitti_object_root):
+@pytest.mark.parametrize("method", ["lidar", "nearest"])
+def test_holdout_scores_what_the_evaluation_harness_scores(tmp_path, kitti_object_root, method):
     from depthlab.evaluation.runner import EvalConfig, run_evaluation
 
-    report = run_lidar(LidarConfig(images=[str(kitti_object_root)], out=str(tmp_path / "lidar"), method="lidar",
+    # two frames (the real one under two names: each name draws its own hold-out split)
+    base = tmp_path / "training"
+    for sub, suffix in (("image_2", ".png"), ("velodyne", ".bin"), ("calib", ".txt")):
+        (base / sub).mkdir(parents=True)
+        for frame in ("000000", "000042"):
+            (base / sub / f"{frame}{suffix}").symlink_to(kitti_object_root / sub / f"000000{suffix}")
+    report = run_lidar(LidarConfig(images=[str(base)], out=str(tmp_path / "lidar"), method=method,
                                    holdout="ratio:90", formats=("npy",), progress=False))  # fmt: skip
-    ours = report.metrics["000000"]
-    config = EvalConfig(datasets=[{"name": "kitti_object", "root": str(kitti_object_root)}], protocols=["ratio:90"],
-                        methods=["lidar"], regions=["unknown"], out=str(tmp_path / "eval"), num_figures=0)  # fmt: skip
+    assert sorted(report.metrics) == ["000000", "000042"]
+    config = EvalConfig(datasets=[{"name": "kitti_object", "root": str(base)}], protocols=["ratio:90"],
+                        methods=[method], regions=["unknown"], out=str(tmp_path / "eval"), num_figures=0)  # fmt: skip
     run_evaluation(config, show_progress=False)
     with open(tmp_path / "eval" / "per_sample.csv") as handle:
-        row = next(r for r in csv.DictReader(handle) if r["region"] == "unknown")
-    assert int(float(row["n_pixels"])) == int(ours["n_pixels"]) > 1500
-    for name in ("abs_rel", "rmse", "mae", "delta1"):
-        assert float(row[name]) == pytest.approx(ours[name], rel=1e-5), name
+        rows = [r for r in csv.DictReader(handle) if r["region"] == "unknown"]
+    assert len(rows) == 2
+    for row in rows:
+        ours = report.metrics[row["sample_id"]]
+        assert int(float(row["n_pixels"])) == int(ours["n_pixels"]) > 1500
+        for name in ("abs_rel", "rmse", "mae", "delta1"):
+            assert float(row[name]) == pytest.approx(ours[name], rel=1e-5), name
+    assert report.metrics["000000"]["rmse"] != report.metrics["000042"]["rmse"]  # two different splits
 
 
 def test_depthlab_runs_with_resize_mode_auto(rng, kitti, tiny_method):
@@ -196,3 +207,15 @@ def test_depthlab_runs_with_resize_mode_auto(rng, kitti, tiny_method):
     # resize_mode="auto" saw that a nearest resize would drop sparse points and preserved them
     assert output.info["resize_mode"] == ["preserve"]
     assert not torch.is_tensor(output.depth)
+
+
+def test_picture_outputs_are_marked_as_depthlab_results(tmp_path, rng, kitti):
+    from depthlab import io
+
+    kitti.object_frame(tmp_path / "training", "000001", rng)
+    config = LidarConfig(images=[str(tmp_path / "training")], out=str(tmp_path / "out"), method="nearest",
+                         formats=("png16", "color", "panel"), progress=False)  # fmt: skip
+    assert run_lidar(config).done == 1
+    for name in ("000001_depth.png", "000001_color.png", "000001_panel.png"):
+        assert io.is_depthlab_output(tmp_path / "out" / name), name
+    assert not io.is_depthlab_output(tmp_path / "training" / "image_2" / "000001.png")

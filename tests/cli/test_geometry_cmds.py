@@ -138,7 +138,10 @@ def test_warp_command(tmp_path):
                     "--format", "npy,glb", "--out", tmp_path / "out2")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert np.allclose(np.load(tmp_path / "out2" / "view_warped_depth.npy"), 4.0, atol=1e-4)
-    assert (tmp_path / "out2" / "view_warped_mesh.glb").is_file()
+    o3d = pytest.importorskip("open3d")
+    mesh = o3d.io.read_triangle_mesh(str(tmp_path / "out2" / "view_warped_mesh.glb"))
+    assert len(mesh.triangles) == 2 * 35 * 47  # a plane: every grid square kept
+    assert np.allclose(np.asarray(mesh.vertices)[:, 2], -4.0, atol=1e-4)  # OpenGL: z backward
     # bad inputs: a pose that is not rigid, intrinsics for another image size
     np.savetxt(tmp_path / "scaled.txt", np.diag([2.0, 2.0, 2.0, 1.0]))
     proc = depthlab("warp", tmp_path / "view.png", "--depth", tmp_path / "depth.npy", "--intrinsics", "40,40,23.5,17.5",

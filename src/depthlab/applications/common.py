@@ -36,6 +36,10 @@ OUTPUT_SUFFIXES = {
 }
 
 
+# PNG results carry depthlab's output marker (io.is_depthlab_output): never taken as inputs later
+_MARKER = "depthlab application"
+
+
 @dataclass
 class MethodChoice:
     """A method resolved once for a run: ``name``, ``reason`` and the loaded DepthLab ``pipeline``."""
@@ -185,10 +189,12 @@ def write_outputs(
         elif fmt == "png16":
             if out_scale is None:
                 raise ValueError("--format png16 needs --out-scale, e.g. 256 (KITTI) or 1000 (mm)")
-            writers[path] = lambda tmp: io.write_depth_png16(tmp, completed, out_scale, overwrite=True)
+            writers[path] = lambda tmp: io.write_depth_png16(
+                tmp, completed, out_scale, overwrite=True, marker=_MARKER
+            )
         elif fmt == "color":
             writers[path] = lambda tmp: io.write_color(
-                tmp, completed, vmin=vmin, vmax=vmax, cmap=cmap, overwrite=True
+                tmp, completed, vmin=vmin, vmax=vmax, cmap=cmap, overwrite=True, marker=_MARKER
             )
         elif fmt == "panel":
             panel_rgb = rgb if rgb is not None else np.zeros((*completed.shape, 3), np.uint8)
@@ -202,6 +208,7 @@ def write_outputs(
                 vmax=vmax,
                 cmap=cmap,
                 overwrite=True,
+                marker=_MARKER,
             )
         elif fmt in ("ply", "glb"):
             if camera is None:
