@@ -18,7 +18,9 @@ mkdir -p "$OUT" "$RESULTS"
 METHODS=(--method guided --method linear --method nearest)
 
 # 1. NYUv2, 20 official test frames (DenseDepth PNG layout, mm): 500 points and 30 % large holes
-depthlab eval --config table2_nyu_500pts \
+#    (full-resolution Eigen-crop view, --dataset nyuv2; the Table 2 config itself is the NLSPN
+#    protocol since issue 14: benchmarks/run_protocol_tables.sh)
+depthlab eval --config table2_nyu_500pts --dataset nyuv2 --table-region unknown \
   --root "$DATA/stepi2299__eadir2/data/nyu_samples" \
   --protocol points:500 --protocol holes:0.3 "${METHODS[@]}" \
   --table-metric rmse --table-metric abs_rel --table-metric delta1 \

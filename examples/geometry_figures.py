@@ -21,7 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from depthlab.geometry import (
     Camera,
@@ -60,11 +60,18 @@ def run(command: str, work: Path) -> float:
     return time.perf_counter() - start
 
 
-def label(image: np.ndarray, text: str) -> np.ndarray:
+def label(image: np.ndarray, text: str, size: int | None = None) -> np.ndarray:
+    """``text`` on a white strip at the top left; ``size``: font pixels (None: PIL's small bitmap font)."""
     canvas = Image.fromarray(np.ascontiguousarray(image))
     draw = ImageDraw.Draw(canvas)
-    draw.rectangle([0, 0, 8 + 7 * len(text), 16], fill=(255, 255, 255))
-    draw.text((4, 2), text, fill=(0, 0, 0))
+    if size is None:
+        draw.rectangle([0, 0, 8 + 7 * len(text), 16], fill=(255, 255, 255))
+        draw.text((4, 2), text, fill=(0, 0, 0))
+    else:
+        font = ImageFont.load_default(size=size)
+        left, top, right, bottom = draw.textbbox((4, 2), text, font=font)
+        draw.rectangle([0, 0, right + 4, bottom + 3], fill=(255, 255, 255))
+        draw.text((4, 2), text, fill=(0, 0, 0), font=font)
     return np.asarray(canvas)
 
 
@@ -157,48 +164,108 @@ def lidar_example(work: Path, method: str) -> dict:
     }
 
 
+MATTERPORT = DATA / "tsunghan-wu__Depth-Completion" / "depth_completion" / "data" / "sample" / "sample_data"
+MP_SCENE, MP_VIEW = "UwV83HsGsw3", "1f72153b381745a88748fa0ccf977197"
+
+
+def sensor_confidence(depth: np.ndarray) -> np.ndarray:
+    """A confidence computed from a sensor map alone (no GT): pixels from the nearest missing pixel.
+
+    0 where the depth leaves its 5x5 median by more than 2 % (flying pixels at depth edges).
+    """
+    valid = depth > 0
+    distance = cv2.distanceTransform(valid.astype(np.uint8), cv2.DIST_L2, 3)
+    median = cv2.medianBlur(depth.astype(np.float32), 5)
+    outlier = np.abs(depth - median) > 0.02 * np.maximum(median, 0.1)
+    return np.where(valid & ~outlier, distance, 0.0).astype(np.float32)
+
+
+def relative_error_picture(depth: np.ndarray, gt: np.ndarray, top: float = 0.10) -> np.ndarray:
+    """|depth - gt| / gt in [0, top] (magma); pixels without a value (or without GT) grey."""
+    scored = (depth > 0) & (gt > 0)
+    error = np.where(scored, np.abs(depth - gt) / np.where(gt > 0, gt, 1.0), 0.0)
+    picture = colorize(error.astype(np.float32), vmin=0.0, vmax=top, cmap="magma")
+    picture[~scored] = 128
+    return picture
+
+
 def refine_example(work: Path, method: str) -> dict:
-    rgb = np.asarray(Image.open(NYU / "00000_colors.png").convert("RGB"))
-    gt = np.asarray(Image.open(NYU / "00000_depth.png")).astype(np.float32) / 1000.0
-    camera = load_camera(NYU_K, rgb.shape[1], rgb.shape[0])
-    # a DUSt3R-like rough map (simulated): 1 % ripple where confident; in low-confidence blobs and
-    # along depth edges 10-25 % wrong, as a pointmap regressor is on thin structures and far regions
-    rng = np.random.default_rng(0)
-    blobs = cv2.GaussianBlur(rng.normal(size=gt.shape).astype(np.float32), (0, 0), 25) > 0.012
-    laplacian = np.abs(cv2.Laplacian(gt, cv2.CV_32F, ksize=5))
-    edges = cv2.dilate((laplacian > 0.5).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
-    wrong = blobs | edges
-    error = cv2.GaussianBlur(rng.uniform(0.10, 0.25, gt.shape).astype(np.float32), (0, 0), 8)
-    ripple = 0.01 * np.sin(np.arange(gt.shape[1]) / 9.0)[None]
-    rough = gt * np.where(wrong, 1.0 + error, 1.0 + ripple)
-    confidence = np.where(wrong, 1.0, 5.0) + rng.uniform(0, 0.5, gt.shape)
-    np.save(work / "pts3d.npy", unproject(rough, camera).points.reshape(*gt.shape, 3))
-    np.save(work / "conf.npy", confidence.astype(np.float32))
-    Image.fromarray(rgb).save(work / "nyu_00000.png")
+    """Real sensor depth (Matterport3D raw) refined, scored against the depth rendered from the scene mesh."""
+    folder = MATTERPORT / MP_SCENE
+    rgb_path = folder / "undistorted_color_images" / f"resize_{MP_VIEW}_i1_3.jpg"
+    raw_path = folder / "undistorted_depth_images" / f"resize_{MP_VIEW}_d1_3.png"
+    gt = (
+        np.asarray(Image.open(folder / "render_depth" / f"resize_{MP_VIEW}_d1_3_mesh_depth.png"), np.float32)
+        / 4000
+    )
+    raw = np.asarray(Image.open(raw_path), np.float32) / 4000
+    gt[gt < 0.1] = 0  # resize artefacts (INVENTORY.md)
+    raw[raw < 0.1] = 0
+    rgb = np.asarray(Image.open(rgb_path).convert("RGB"))
+    confidence = sensor_confidence(raw)
+    np.save(work / "mp_confidence.npy", confidence)
     seconds = run(
-        f"depthlab refine nyu_00000.png --depth pts3d.npy --confidence conf.npy --min-confidence 2 "
-        f"--method {method} --out refine --quiet",
+        f"depthlab refine {rgb_path} --depth {raw_path} --depth-scale 4000 --confidence mp_confidence.npy "
+        f"--min-confidence 3 --method {method} --format npy,panel --out refine --overwrite --quiet",
         work,
     )
-    refined = np.load(work / "refine" / "nyu_00000_refined_depth.npy")
-    before = float(np.mean(np.abs(rough - gt) / gt))
-    after = float(np.mean(np.abs(refined - gt) / gt))
-    kept = confidence >= 2
-    vmin, vmax = float(gt.min()), float(gt.max())
-    error_before = colorize(np.abs(rough - gt), vmin=0, vmax=0.3, cmap="magma")
-    error_after = colorize(np.abs(refined - gt), vmin=0, vmax=0.3, cmap="magma")
+    refined = np.load(work / "refine" / f"{rgb_path.stem}_refined_depth.npy")
+    kept = (confidence >= 3) & (raw > 0)
+    measured = (raw > 0) & (gt > 0)
+    everywhere = gt > 0
+
+    def abs_rel(depth: np.ndarray, where: np.ndarray) -> float:
+        return float(np.mean(np.abs(depth[where] - gt[where]) / gt[where]))
+
+    numbers = {
+        "frame": f"{MP_SCENE}/{MP_VIEW}_d1_3",
+        "coverage_raw": float((raw > 0).mean()),
+        "kept": float(kept.mean()),
+        "abs_rel_raw_on_measured": abs_rel(raw, measured),
+        "abs_rel_refined_on_measured": abs_rel(refined, measured),
+        "abs_rel_refined_on_all": abs_rel(refined, everywhere),
+        "bad10_raw_on_measured": float(np.mean(np.abs(raw[measured] - gt[measured]) > 0.1 * gt[measured])),
+        "bad10_refined_on_measured": float(
+            np.mean(np.abs(refined[measured] - gt[measured]) > 0.1 * gt[measured])
+        ),
+        "seconds": seconds,
+    }
+    vmin, vmax = float(np.percentile(gt[everywhere], 1)), float(np.percentile(gt[everywhere], 99))
+
+    def depth_picture(depth: np.ndarray) -> np.ndarray:
+        picture = colorize(depth, vmin=vmin, vmax=vmax)
+        picture[depth <= 0] = 0
+        return picture
+
+    kept_picture = rgb.copy()
+    kept_picture[~kept] = (kept_picture[~kept] * 0.25 + np.array([230, 40, 40]) * 0.75).astype(np.uint8)
+    n = numbers
     figure = grid(
         [
-            [label(rgb, "NYUv2 test 00000"), label(colorize(rough, vmin=vmin, vmax=vmax), "rough pointmap z (simulated)"),
-             label(np.repeat((kept * 255).astype(np.uint8)[..., None], 3, 2), "kept: confidence >= 2 (white)")],
-            [label(colorize(refined, vmin=vmin, vmax=vmax), f"depthlab refine --method {method}"),
-             label(error_before, f"|rough - GT| (AbsRel {before:.3f})"),
-             label(error_after, f"|refined - GT| (AbsRel {after:.3f})")],
+            [label(rgb, "Matterport3D RGB", 16),
+             label(depth_picture(raw), f"rough: raw sensor ({n['coverage_raw']:.0%} measured)", 16),
+             label(kept_picture, f"red: re-completed ({1 - n['kept']:.0%})", 16),
+             label(depth_picture(gt), "GT: rendered from the mesh", 16)],
+            [label(depth_picture(refined), f"depthlab refine --method {method}", 16),
+             label(relative_error_picture(raw, gt), f"raw: AbsRel {n['abs_rel_raw_on_measured']:.4f}", 16),
+             label(relative_error_picture(np.where(raw > 0, refined, 0), gt), f"refined, same px: {n['abs_rel_refined_on_measured']:.4f}", 16),
+             label(relative_error_picture(refined, gt), f"refined, all px: {n['abs_rel_refined_on_all']:.4f}", 16)],
         ],
-        420,
+        400,
     )  # fmt: skip
+    legend = np.full((34, figure.shape[1], 3), 255, np.uint8)
+    bar = colorize(
+        np.tile(np.linspace(0, 0.1, 300, dtype=np.float32), (14, 1)), vmin=0, vmax=0.1, cmap="magma"
+    )
+    legend[10:24, 330:630] = bar
+    canvas = Image.fromarray(legend)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=15)
+    draw.text((8, 8), "bottom row: relative error |d - GT| / GT", fill=(0, 0, 0), font=font)
+    draw.text((640, 8), "0 ... 10 %   grey: no value to score", fill=(0, 0, 0), font=font)
+    figure = np.concatenate([figure, np.asarray(canvas)])
     Image.fromarray(figure).save(FIGURES / "geometry_refine.png", optimize=True)
-    return {"abs_rel_rough": before, "abs_rel_refined": after, "seconds": seconds}
+    return numbers
 
 
 def ply_example(work: Path, method: str) -> dict:
@@ -300,18 +367,19 @@ def main() -> None:
     parser.add_argument(
         "--method", default="guided", help="classical method for the examples (no weights here)"
     )
+    parser.add_argument("--only", default=None, help="comma-separated examples to run (default: all)")
     args = parser.parse_args()
     if not (KITTI / "velodyne" / "000000.bin").is_file() or not NYU.is_dir():
         sys.exit(f"needs the real frames in {DATA}")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     FIGURES.mkdir(parents=True, exist_ok=True)
-    results = {
-        "lidar": lidar_example(work, args.method),
-        "refine": refine_example(work, args.method),
-        "ply": ply_example(work, args.method),
-        "warp": warp_example(work, args.method),
-    }
+    examples = {"lidar": lidar_example, "refine": refine_example, "ply": ply_example, "warp": warp_example}
+    chosen = args.only.split(",") if args.only else list(examples)
+    unknown = [name for name in chosen if name not in examples]
+    if unknown:
+        parser.error(f"--only: unknown example(s) {', '.join(unknown)}; choose from {', '.join(examples)}")
+    results = {name: examples[name](work, args.method) for name in chosen}
     print(json.dumps(results, indent=1))  # noqa: T201
 
 

@@ -245,3 +245,84 @@ def test_lower_layers_and_the_metric_tests_work_without_torch():
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert " passed" in result.stdout and "skipped" in result.stdout  # the torch-input test skips
+
+
+# ---------------------------------------------------------------------------------------------
+# tests mirror the package: tests/<package path>/test_<module>.py (kornia's layout)
+# ---------------------------------------------------------------------------------------------
+TESTS = Path(__file__).resolve().parent
+
+# Modules whose behaviour is tested through a higher-level entry point, and the test file that
+# does it. Anything new gets its own tests/<path>/test_<module>.py instead of an entry here.
+TESTED_ELSEWHERE = {
+    "applications/common.py": "applications/test_lidar.py",
+    "batch/manifest.py": "batch/test_runner.py",
+    "batch/options.py": "batch/test_runner.py",
+    "batch/writers.py": "cli/test_complete_cmd.py",
+    "cli/app_args.py": "cli/test_geometry_cmds.py",
+    "cli/demo_cmd.py": "demo/test_cli_demo.py",
+    "cli/info_cmd.py": "models/test_hub.py",
+    "cli/lidar_cmd.py": "cli/test_geometry_cmds.py",
+    "cli/refine_cmd.py": "cli/test_geometry_cmds.py",
+    "cli/train_cmd.py": "training/test_trainer.py",
+    "cli/warp_cmd.py": "cli/test_geometry_cmds.py",
+    "data/base.py": "data/test_datasets_builtin.py",
+    "data/diode.py": "data/test_datasets_builtin.py",
+    "data/eth3d.py": "data/test_datasets_builtin.py",
+    "data/folder.py": "data/test_datasets_builtin.py",
+    "data/hypersim.py": "training/test_datasets.py",
+    "data/kitti.py": "data/test_datasets_builtin.py",
+    "data/nyuv2.py": "data/test_datasets_builtin.py",
+    "data/registry.py": "data/test_datasets_builtin.py",
+    "data/scannet.py": "data/test_datasets_builtin.py",
+    "data/synthetic.py": "training/test_datasets.py",
+    "data/vkitti.py": "training/test_datasets.py",
+    "demo/app.py": "demo/test_browser.py",
+    "evaluation/item.py": "evaluation/test_runner.py",
+    "evaluation/report.py": "evaluation/test_runner.py",
+    "geometry/conversions.py": "geometry/test_points.py",
+    "models/components.py": "models/test_streaming_load.py",
+    "models/schedulers.py": "training/test_distill.py",
+    "models/streaming.py": "models/test_streaming_load.py",
+    "models/tiny.py": "test_pipeline.py",
+    "monocular.py": "evaluation/test_baselines.py",
+    "outputs.py": "test_pipeline.py",
+    "postprocessing.py": "test_pipeline.py",
+    "preprocessing.py": "test_pipeline.py",
+    "training/data.py": "training/test_datasets.py",
+    "training/export.py": "training/test_trainer.py",
+    "training/optim.py": "training/test_trainer.py",
+    "training/vae_warmup.py": "training/test_trainer.py",
+}
+
+
+def _package_files() -> list[str]:
+    package = SRC / "depthlab"
+    return sorted(
+        p.relative_to(package).as_posix()
+        for p in package.rglob("*.py")
+        if p.name not in ("__init__.py", "__main__.py")
+    )
+
+
+def mirrored_test(module: str) -> str:
+    """``"batch/runner.py"`` -> ``"batch/test_runner.py"`` (relative to ``tests/``)."""
+    path = Path(module)
+    return (path.parent / f"test_{path.name}").as_posix()
+
+
+def test_tests_mirror_the_package():
+    lacking = [
+        f"{module}: add tests/{mirrored_test(module)}"
+        for module in _package_files()
+        if not (TESTS / mirrored_test(module)).is_file() and module not in TESTED_ELSEWHERE
+    ]
+    assert not lacking, "modules without a test file at the mirrored path:\n" + "\n".join(lacking)
+
+
+def test_the_tested_elsewhere_index_is_current():
+    modules = set(_package_files())
+    stale = [m for m in TESTED_ELSEWHERE if m not in modules or (TESTS / mirrored_test(m)).is_file()]
+    assert not stale, f"drop from TESTED_ELSEWHERE (gone, or now has its own test file): {stale}"
+    missing = [f"{m} -> {t}" for m, t in TESTED_ELSEWHERE.items() if not (TESTS / t).is_file()]
+    assert not missing, f"TESTED_ELSEWHERE names test files that do not exist: {missing}"

@@ -1,4 +1,6 @@
 import builtins
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +95,38 @@ def test_points_csv_rasterised(tmp_path):
         io.read_depth(tmp_path / "p.csv")
 
 
+def test_points_on_one_pixel_nearest_wins_in_any_file_order(tmp_path):
+    rng = np.random.default_rng(3)
+    # 400 points on a 3x4 image: every pixel hit many times, several depths repeated
+    u = rng.integers(0, 4, 400)
+    v = rng.integers(0, 3, 400)
+    d = rng.integers(1, 30, 400) / 4
+    expected = np.zeros((3, 4), np.float32)
+    for col, row, value in zip(u, v, d, strict=True):  # brute force: the smallest depth per pixel
+        if expected[row, col] == 0 or value < expected[row, col]:
+            expected[row, col] = value
+    for trial in range(4):
+        order = rng.permutation(400) if trial else np.arange(400)
+        lines = "".join(f"{u[i]},{v[i]},{d[i]}\n" for i in order)
+        (tmp_path / f"p{trial}.csv").write_text(lines)
+        assert np.array_equal(io.read_points(tmp_path / f"p{trial}.csv", (3, 4)), expected)
+
+
+def test_nearest_per_pixel_rule():
+    pixels, winners = io.nearest_per_pixel(
+        np.array([5, 2, 5, 5, 2, 7]), np.array([3.0, 1.0, 2.0, 2.0, 1.0, 9.0])
+    )
+    assert pixels.tolist() == [2, 5, 7]
+    assert winners.tolist() == [1, 2, 5]  # nearest; of equal depths the earlier candidate
+    from depthlab.geometry.points import zbuffer
+
+    flat = np.array([0, 0, 1, 1, 1])
+    z = np.array([2.0, 1.0, 4.0, 4.0, 5.0])
+    assert [a.tolist() for a in zbuffer(flat, z, 2)] == [[0, 1], [1, 2]]
+    with pytest.raises(ValueError, match="one entry per candidate"):
+        io.nearest_per_pixel(np.arange(3), np.ones(2))
+
+
 def test_colour_png_is_not_depth(tmp_path):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "c.png")
     with pytest.raises(ValueError, match="single-channel"):
@@ -157,6 +191,42 @@ def test_atomic_write_refuses_overwrite(tmp_path, depth):
     with pytest.raises(RuntimeError):
         io.atomic_write(tmp_path / "x.bin", failing)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_written_files_get_the_permissions_of_a_plain_open(tmp_path, depth, umask):
+    previous = os.umask(umask)
+    try:
+        with open(tmp_path / "plain.bin", "w"):
+            pass
+        io.write_depth_npy(tmp_path / "d.npy", depth)
+        io.write_color(tmp_path / "c.png", depth)
+        io.atomic_write(tmp_path / "t.txt", lambda tmp: tmp.write_text("x"))
+    finally:
+        os.umask(previous)
+    expected = 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "plain.bin").stat().st_mode) == expected
+    for name in ("d.npy", "c.png", "t.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name
+
+
+def test_overwriting_keeps_the_mode_of_the_file_replaced(tmp_path, depth):
+    path = io.write_depth_npy(tmp_path / "d.npy", depth)
+    os.chmod(path, 0o640)
+    io.write_depth_npy(path, depth * 2, overwrite=True)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert np.array_equal(np.load(path), depth * 2)
+
+    def replace_file(tmp: Path) -> None:  # a writer that deletes and recreates its target
+        tmp.unlink()
+        tmp.write_text("new")
+        os.chmod(tmp, 0o600)
+
+    text = tmp_path / "t.txt"
+    text.write_text("old")
+    os.chmod(text, 0o664)
+    io.atomic_write(text, replace_file, overwrite=True)
+    assert text.read_text() == "new" and stat.S_IMODE(text.stat().st_mode) == 0o664
 
 
 def test_color_and_panel_writers(tmp_path, depth):

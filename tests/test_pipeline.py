@@ -226,6 +226,41 @@ def test_save_load_round_trip(tiny_pipeline: DepthLabPipeline, tmp_path, make_sc
     )
 
 
+def test_call_defaults_are_stored_with_the_weights(tmp_path, make_scene) -> None:
+    """None means the model's default (diffusers' register_to_config), saved and loaded with it."""
+    from depthlab.models.tiny import tiny_components
+
+    rgb, depth, known = make_scene()
+    defaults = dict(default_num_inference_steps=3, default_processing_resolution=32, default_strength=0.7)
+    pipe = DepthLabPipeline(**tiny_components(0), **defaults)
+    assert {k: pipe.config[k] for k in defaults} == defaults
+    assert DepthLabPipeline.build_tiny(seed=0).config.default_num_inference_steps == 50
+
+    def call(pipeline, **kwargs):
+        generator = torch.Generator().manual_seed(0)
+        return pipeline(rgb, depth, known, generator=generator, show_progress_bar=False, **kwargs)
+
+    implicit = call(pipe)
+    explicit = call(pipe, num_inference_steps=3, processing_resolution=32, strength=0.7)
+    np.testing.assert_array_equal(implicit.depth, explicit.depth)
+    assert implicit.info["processing_size"] == [[23, 32]]  # 44x60 at longest side 32
+    other = call(pipe, num_inference_steps=3, processing_resolution=32, strength=1.0)
+    assert not np.array_equal(other.depth, implicit.depth)
+
+    pipe.save_pretrained(tmp_path / "saved")
+    loaded = DepthLabPipeline.from_pretrained(tmp_path / "saved")
+    assert {k: loaded.config[k] for k in defaults} == defaults
+    np.testing.assert_array_equal(call(loaded).depth, implicit.depth)
+
+    for name, value, error in (
+        ("default_num_inference_steps", 0, ValueError),
+        ("default_processing_resolution", 2.5, TypeError),
+        ("default_strength", 1.5, ValueError),
+    ):
+        with pytest.raises(error, match=name):
+            DepthLabPipeline(**tiny_components(0), **{name: value})
+
+
 def test_guidance_above_one_needs_text_encoder(tiny_pipeline: DepthLabPipeline, make_scene) -> None:
     rgb, depth, known = make_scene()
     with pytest.raises(ValueError, match="text encoder"):

@@ -2,13 +2,15 @@
 
 Builds a wheel from a copy of the source tree, installs it (``--no-deps``) into a venv made with
 ``--system-site-packages`` (so torch & co. come from this machine), and runs ``depthlab eval`` and
-``depthlab train`` with packaged config names from an empty temporary folder. About 20 s of CPU;
-deselect with ``-m "not wheel"``.
+``depthlab train`` with packaged config names from an empty temporary folder, and every
+``depthlab`` command of docs/geometry.md as written (on ../shared/datasets; skipped without it).
+About 20 s of CPU plus about 60 s for the geometry commands; deselect with ``-m "not wheel"``.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-pytestmark = pytest.mark.wheel
+pytestmark = [pytest.mark.wheel, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,3 +126,70 @@ def test_installed_train_runs_smoke_tiny_by_name(installed):
     assert saved["model"]["init"] == "tiny"  # smoke_tiny itself
     assert saved["objective"]  # inherited from the packaged train base config
     assert saved["run"]["max_steps"] == 1 and saved["data"]["size"] == [32, 32]
+
+
+SHARED = REPO / ".." / "shared" / "datasets"
+NYU = SHARED / "stepi2299__eadir2" / "data" / "nyu_samples" / "nyu2_test"
+
+
+def _documented_commands(markdown: str) -> tuple[dict[str, str], list[str]]:
+    """Shell variables (``K=...``) and ``depthlab ...`` command lines of the fenced blocks of a doc."""
+    variables: dict[str, str] = {}
+    commands: list[str] = []
+    for block in markdown.split("```")[1::2]:
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if line.startswith("depthlab "):
+                commands.append(line)
+            elif "=" in line and line.split("=", 1)[0].isidentifier() and " " not in line:
+                name, value = line.split("=", 1)
+                variables[name] = value
+    return variables, commands
+
+
+def test_installed_geometry_commands_run_as_docs_geometry_says(installed):
+    """Every ``depthlab`` command of docs/geometry.md, run by the installed console script."""
+    if not (SHARED / "kuixu__kitti_object_vis").is_dir() or not NYU.is_dir():
+        pytest.skip(f"the doc's frames are not under {SHARED}")
+    from PIL import Image
+
+    from depthlab.geometry import load_camera, unproject
+
+    # the doc's paths are relative to a checkout: ../shared next to the working folder
+    root = installed["work"] / "geometry"
+    run = root / "run"
+    run.mkdir(parents=True)
+    (root / "shared").symlink_to((REPO / ".." / "shared").resolve())
+    # inputs the doc tells the user to bring
+    nyu_k = "518.8579,519.4696,325.5824,253.7362"
+    for frame in ("00000", "00001", "00008"):
+        Image.open(NYU / f"{frame}_colors.png").convert("RGB").save(run / f"nyu_{frame}.png")
+    gt = {
+        f: np.asarray(Image.open(NYU / f"{f}_depth.png"), np.float32) / 1000
+        for f in ("00000", "00001", "00008")
+    }
+    holed = gt["00001"].copy()
+    holed[140:340, 220:440] = 0
+    np.save(run / "nyu_00001_depth.npy", holed)
+    np.save(run / "nyu_00008_depth.npy", gt["00008"])
+    pose = np.eye(4)
+    pose[:3, 3] = [0.3, 0.0, 0.2]
+    np.savetxt(run / "pose.txt", pose)
+    shutil.copy(run / "nyu_00008.png", run / "inpainted.png")
+    shutil.copy(run / "nyu_00000.png", run / "view0.png")
+    camera = load_camera(nyu_k, 640, 480)
+    np.save(run / "pts3d.npy", unproject(gt["00000"], camera).points.reshape(480, 640, 3))
+    np.save(run / "conf.npy", np.random.default_rng(0).uniform(1, 5, (480, 640)).astype(np.float32))
+    np.save(run / "mp_confidence.npy", np.full((256, 320), 5.0, np.float32))
+
+    variables, commands = _documented_commands((REPO / "docs" / "geometry.md").read_text())
+    assert {"lidar", "refine", "complete", "warp"} <= {c.split()[1] for c in commands}
+    for command in commands:
+        for name in sorted(variables, key=len, reverse=True):  # $K after $KEY, if there were one
+            command = command.replace("${" + name + "}", variables[name]).replace("$" + name, variables[name])
+        argv = [str(installed["depthlab"]), *shlex.split(command)[1:]]
+        result = _run(argv, cwd=run)
+        assert result.returncode == 0, f"{command}\n{result.stderr[-2000:]}"
+    assert (run / "lidar" / "000000_metrics.json").is_file()
+    assert (run / "ply" / "nyu_00001_points.ply").is_file()
+    assert (run / "warp_done" / "nyu_00008_warped_depth.npy").is_file()

@@ -49,7 +49,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # options of ``complete`` that are used to load the pipeline, not passed to its call
-_LOAD_OPTIONS = ("device", "torch_dtype")
+_LOAD_OPTIONS = ("device", "torch_dtype", "low_memory")
 MethodRunner = Callable[[Any, np.ndarray, np.ndarray], Any]
 
 
@@ -72,6 +72,10 @@ DEPTHLAB_OPTION_RULES: dict[str, tuple[str, Any]] = {
 }
 
 
+# options whose None means "the model's default" (stored with its weights)
+_MODEL_DEFAULTS = ("num_inference_steps", "processing_resolution", "strength")
+
+
 def check_depthlab_options(options: dict[str, Any]) -> None:
     """Range-check the DepthLab options in ``options`` (others are left alone).
 
@@ -80,7 +84,7 @@ def check_depthlab_options(options: dict[str, Any]) -> None:
     """
     for name, value in options.items():
         rule = DEPTHLAB_OPTION_RULES.get(name)
-        if rule is None:
+        if rule is None or (value is None and name in _MODEL_DEFAULTS):
             continue
         kind, spec = rule
         if kind == "choice":
@@ -329,15 +333,22 @@ def resolve_method(
     return "depthlab", f"{reason} ({paths.layout} layout, {found})", paths
 
 
-def load_pipeline(paths: Any, *, device: Any = None, torch_dtype: Any = None) -> Any:
-    """Load :class:`depthlab.DepthLabPipeline` from found checkpoint paths (or a folder/None)."""
+def load_pipeline(
+    paths: Any, *, device: Any = None, torch_dtype: Any = None, low_memory: bool = False
+) -> Any:
+    """Load :class:`depthlab.DepthLabPipeline` from found checkpoint paths (or a folder/None).
+
+    ``low_memory``: see :meth:`depthlab.DepthLabPipeline.from_pretrained`.
+    """
     from depthlab.pipeline import DepthLabPipeline
 
     if paths is not None and hasattr(paths, "layout"):
         source = paths.root if paths.layout == "depthlab" else _original_root(paths)
     else:
         source = paths
-    return DepthLabPipeline.from_pretrained(source, torch_dtype=torch_dtype, device=device)
+    return DepthLabPipeline.from_pretrained(
+        source, torch_dtype=torch_dtype, device=device, low_memory=bool(low_memory)
+    )
 
 
 def _original_root(paths: Any) -> Any:

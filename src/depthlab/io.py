@@ -29,8 +29,9 @@ import csv
 import errno
 import os
 import re
+import secrets
 import shutil
-import tempfile
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,15 @@ __all__ = [
     "panel_caption",
     "describe_known_depth",
     "atomic_write",
+    "OUTPUT_MARKER",
+    "is_depthlab_output",
+    "nearest_per_pixel",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 DEPTH_SUFFIXES = (".npy", ".npz", ".png", ".tif", ".tiff", ".pfm", ".exr")
 POINT_SUFFIXES = (".csv", ".txt")
+OUTPUT_MARKER = "depthlab-output"  # PNG text key that marks a file as a depthlab result, not an input
 _EXR_HINT = "reading or writing .exr files needs the OpenEXR package: `pip install OpenEXR`"
 _EXR_CHANNELS = ("Z", "depth", "Y", "R")
 
@@ -75,11 +80,38 @@ _EXR_CHANNELS = ("Z", "depth", "Y", "R")
 # ----------------------------------------------------------------------------------------------
 # atomic writes
 # ----------------------------------------------------------------------------------------------
+def _create_temporary(path: Path) -> tuple[Path, int]:
+    """An empty new file next to ``path`` and the permission bits the result must have.
+
+    Created with ``os.open(..., 0o666)`` like a plain ``open(path, "w")``, so the process umask
+    applies (``tempfile.mkstemp`` would make it ``0600``); when ``path`` exists its permission
+    bits are kept, as writing over it in place would.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}"
+        try:
+            handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            mode = (
+                stat.S_IMODE(os.stat(path).st_mode)
+                if path.exists()
+                else stat.S_IMODE(os.fstat(handle).st_mode)
+            )
+        finally:
+            os.close(handle)
+        return tmp, mode
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, overwrite: bool = False) -> Path:
     """Call ``write(tmp_path)`` for a temporary file next to ``path``, then rename it to ``path``.
 
     The parent folder is created. The temporary file has the same suffix as ``path`` (writers
-    that pick the format from the suffix keep working) and is removed if ``write`` fails.
+    that pick the format from the suffix keep working) and is removed if ``write`` fails. The
+    result gets the permissions a plain ``open(path, "w")`` would give it: ``0666`` less the
+    process umask for a new file, the old file's mode when it replaces one.
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
@@ -91,11 +123,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, over
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(handle)
-    tmp = Path(tmp_name)
+    tmp, mode = _create_temporary(path)
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # the writer may have replaced the file: give it the mode again
         os.replace(tmp, path)
     except OSError as error:
         if error.errno is None:  # e.g. numpy: "N requested and M written"
@@ -419,7 +450,8 @@ def read_points(
     ``v``/``y``/``row``, the depth as ``depth``/``z``/``d`` (e.g. ``v,u,depth``, ``x,y,depth``,
     ``col,row,z``); ``x,y,z`` is refused (it reads as 3D point coordinates), as is a header that
     does not name all three. Points outside the image or with a depth that is not > 0 are an
-    error. When several points land on one pixel the nearest (smallest depth) is kept.
+    error. When several points land on one pixel the nearest (smallest depth) wins, and of equal
+    depths the one listed first (:func:`nearest_per_pixel`, a z-buffer), whatever the file order.
 
     Depth = value / ``scale``. ``scale`` (default: none) is allowed only when every depth value is
     written as an integer (e.g. millimetres); with fractional values it is an error, because they
@@ -475,10 +507,35 @@ def read_points(
     bad = ~(np.isfinite(values) & (values > 0))
     if bad.any():
         raise ValueError(f"{path}: {int(bad.sum())} points have a depth that is not > 0")
-    depth = np.zeros((height, width), np.float64)
-    order = np.argsort(-values)  # far first, so the nearest point on a pixel is written last
-    depth[rws[order], cols[order]] = values[order]
-    return depth.astype(np.float32)
+    depth = np.zeros(height * width, np.float64)
+    pixels, winners = nearest_per_pixel(rws * width + cols, values)
+    depth[pixels] = values[winners]  # one value per pixel: no repeated indices
+    return depth.reshape(height, width).astype(np.float32)
+
+
+def nearest_per_pixel(flat_pixel: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The z-buffer rule: per pixel the nearest candidate wins; equal depths: the earlier one.
+
+    Args:
+        flat_pixel: int ``[M]`` flat pixel index (``row * W + col``) of each candidate.
+        depth: ``[M]`` depth of each candidate.
+
+    Returns:
+        ``(pixels, winners)``: each distinct pixel hit (ascending) and the index of its winning
+        candidate. One stable lexsort decides, so the result never depends on the order numpy
+        applies repeated fancy-index assignments in. :func:`depthlab.geometry.zbuffer` is this rule.
+    """
+    flat_pixel = np.asarray(flat_pixel, np.int64).ravel()
+    depth = np.asarray(depth).ravel()
+    if flat_pixel.shape != depth.shape:
+        raise ValueError(
+            f"flat_pixel {flat_pixel.shape} and depth {depth.shape} must have one entry per candidate"
+        )
+    order = np.lexsort((np.arange(len(depth)), depth, flat_pixel))  # by pixel, then depth, then index
+    sorted_pixels = flat_pixel[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = sorted_pixels[1:] != sorted_pixels[:-1]
+    return sorted_pixels[first], order[first]
 
 
 def _is_number(text: str) -> bool:
@@ -638,6 +695,31 @@ def _binarise_image(array: np.ndarray, name: str = "mask") -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # writers
 # ----------------------------------------------------------------------------------------------
+def _save_png(image: Image.Image, tmp: Path, marker: str | None) -> None:
+    """Save ``image`` as PNG; ``marker`` (if given) goes into a text chunk :data:`OUTPUT_MARKER`."""
+    pnginfo = None
+    if marker is not None:
+        from PIL.PngImagePlugin import PngInfo
+
+        pnginfo = PngInfo()
+        pnginfo.add_text(OUTPUT_MARKER, marker)
+    image.save(tmp, format="PNG", pnginfo=pnginfo)
+
+
+def is_depthlab_output(path: str | os.PathLike) -> bool:
+    """True for a PNG that depthlab wrote as a result (it carries the :data:`OUTPUT_MARKER` text chunk).
+
+    Reads only the PNG header chunks; any other file, or one that cannot be read, is False.
+    """
+    if Path(path).suffix.lower() != ".png":
+        return False
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and OUTPUT_MARKER in image.info
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
 def write_depth_npy(path: str | os.PathLike, depth: Any, *, overwrite: bool = False) -> Path:
     """Write ``[H, W]`` depth as float32 ``.npy`` (units unchanged)."""
     array = to_depth_array(depth)
@@ -649,8 +731,13 @@ def write_depth_npy(path: str | os.PathLike, depth: Any, *, overwrite: bool = Fa
     return atomic_write(path, write, overwrite=overwrite)
 
 
-def write_depth_png16(path: str | os.PathLike, depth: Any, scale: float, *, overwrite: bool = False) -> Path:
+def write_depth_png16(
+    path: str | os.PathLike, depth: Any, scale: float, *, overwrite: bool = False, marker: str | None = None
+) -> Path:
     """Write depth as a 16-bit PNG storing ``round(depth * scale)``; non-finite/<= 0 -> 0.
+
+    ``marker``: mark the file as a depthlab result (:func:`is_depthlab_output`), so that folder
+    batches never take it as an input.
 
     Raises:
         ValueError: a value would exceed 65535 (the message gives the largest scale that fits).
@@ -667,7 +754,7 @@ def write_depth_png16(path: str | os.PathLike, depth: Any, scale: float, *, over
             f"use a scale of at most {65535 / largest:.6g} or write .npy"
         )
     image = Image.fromarray(stored.astype(np.uint16))
-    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), overwrite=overwrite)
+    return atomic_write(path, lambda tmp: _save_png(image, tmp, marker), overwrite=overwrite)
 
 
 def write_depth_tiff(path: str | os.PathLike, depth: Any, *, overwrite: bool = False) -> Path:
@@ -702,8 +789,13 @@ def write_depth(
     raise ValueError(f"cannot write depth to {path}: suffix {suffix!r} is not .npy, .png, .tif, .pfm or .exr")
 
 
-def write_image(path: str | os.PathLike, rgb: np.ndarray, *, overwrite: bool = False) -> Path:
-    """Write a ``uint8 [H, W, 3]`` picture (format from the suffix, e.g. .png, .jpg)."""
+def write_image(
+    path: str | os.PathLike, rgb: np.ndarray, *, overwrite: bool = False, marker: str | None = None
+) -> Path:
+    """Write a ``uint8 [H, W, 3]`` picture (format from the suffix, e.g. .png, .jpg).
+
+    ``marker``: mark a PNG as a depthlab result (see :func:`write_depth_png16`).
+    """
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"`rgb` must be uint8 [H, W, 3]; got {rgb.dtype} {rgb.shape}")
@@ -711,6 +803,8 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, overwrite: bool = F
     fmt = Image.registered_extensions().get(Path(path).suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot write an image to {path}: unknown suffix")
+    if fmt == "PNG":
+        return atomic_write(path, lambda tmp: _save_png(image, tmp, marker), overwrite=overwrite)
     return atomic_write(path, lambda tmp: image.save(tmp, format=fmt), overwrite=overwrite)
 
 
@@ -749,6 +843,7 @@ def write_color(
     colorbar: bool = False,
     unit: str = "",
     overwrite: bool = False,
+    marker: str | None = None,
 ) -> Path:
     """Write a colourised depth PNG (fixed range ``vmin``/``vmax`` or per-image percentiles).
 
@@ -764,7 +859,7 @@ def write_color(
     rgb = visualize.colorize(array, vmin=vmin, vmax=vmax, cmap=cmap)
     if colorbar:
         rgb = visualize.add_colorbar(rgb, vmin, vmax, cmap=cmap, label=unit)
-    return write_image(path, rgb, overwrite=overwrite)
+    return write_image(path, rgb, overwrite=overwrite, marker=marker)
 
 
 def write_panel(
@@ -782,6 +877,7 @@ def write_panel(
     unit: str = "",
     caption: str = "",
     overwrite: bool = False,
+    marker: str | None = None,
 ) -> Path:
     """Write a side-by-side panel: RGB | input depth (holes marked) | completed [| |error| vs ``gt``].
 
@@ -808,7 +904,7 @@ def write_panel(
         unit=unit,
         caption=caption,
     )
-    return write_image(path, picture, overwrite=overwrite)
+    return write_image(path, picture, overwrite=overwrite, marker=marker)
 
 
 def panel_caption(method: str, known_mask: Any, seconds: float | None = None) -> str:

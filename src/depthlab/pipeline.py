@@ -20,6 +20,7 @@ key/value projections cached, fixed conditioning computed once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -39,7 +40,7 @@ from transformers import CLIPVisionModelWithProjection
 
 from depthlab import inputs as input_checks
 from depthlab import postprocessing, preprocessing
-from depthlab.models import conditioning, loading, schedulers
+from depthlab.models import conditioning, loading, schedulers, streaming
 from depthlab.models.components import ImageProjection
 from depthlab.models.loading import (
     CheckpointPaths,
@@ -75,6 +76,11 @@ class DepthLabPipeline(DiffusionPipeline):
         image_processor: CLIP image processor (shortest side 224, centre crop, CLIP mean/std).
         text_encoder, tokenizer: optional; only used for ``guidance_scale > 1``.
 
+    Call defaults: ``default_num_inference_steps`` (50), ``default_processing_resolution`` (768)
+    and ``default_strength`` (0.8) are registered in ``pipe.config`` (diffusers'
+    ``register_to_config``), stored with the weights by :meth:`save_pretrained` and read back by
+    :meth:`from_pretrained`; a call argument left at None takes the model's default.
+
     Building the pipeline does not touch the modules it is given. Each call installs the
     reference-attention processors (:attr:`reference_attention`) on the two U-Nets for its
     duration and puts back the ones they had; ``pipe.reference_attention.install()`` installs them
@@ -96,8 +102,12 @@ class DepthLabPipeline(DiffusionPipeline):
         text_encoder: Any = None,
         tokenizer: Any = None,
         reference_fp16_rounding: bool = True,
+        default_num_inference_steps: int = 50,
+        default_processing_resolution: int = 768,
+        default_strength: float = 0.8,
     ) -> None:
         super().__init__()
+        _check_call_defaults(default_num_inference_steps, default_processing_resolution, default_strength)
         if image_processor is None:
             image_processor = clip_image_processor()
         for name, model, channels in (
@@ -119,12 +129,18 @@ class DepthLabPipeline(DiffusionPipeline):
             text_encoder=text_encoder,
             tokenizer=tokenizer,
         )
+        self.register_to_config(
+            default_num_inference_steps=default_num_inference_steps,
+            default_processing_resolution=default_processing_resolution,
+            default_strength=default_strength,
+        )
         self.reference_attention = ReferenceAttention(
             reference_unet, estimation_unet, fp16_rounding=reference_fp16_rounding
         )
         self._checkpoint_paths: CheckpointPaths | None = None
         self._unconditional_context: torch.Tensor | None = None
         self._weight_sources: dict[str, loading.WeightSource] = {}
+        self._low_memory = False
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
@@ -136,6 +152,7 @@ class DepthLabPipeline(DiffusionPipeline):
         device: torch.device | str | None = None,
         load_text_encoder: bool = False,
         reference_fp16_rounding: bool = True,
+        low_memory: bool = False,
     ) -> DepthLabPipeline:
         """Load the published weights (original layout or hub ids) or a ``save_pretrained`` folder.
 
@@ -151,6 +168,14 @@ class DepthLabPipeline(DiffusionPipeline):
             load_text_encoder: also load the text encoder/tokenizer (only needed for
                 ``guidance_scale > 1``; loaded on demand otherwise).
             reference_fp16_rounding: round reference features to float16 as the original does.
+            low_memory: keep only what runs in memory (see :meth:`enable_low_memory`): on CPU,
+                CLIP and the two U-Nets are read from their files when their stage starts and
+                released when it ends (same answer; costs the reading time per call); on an
+                accelerator, every model lives on the CPU and moves to the device while it runs
+                (accelerate hooks, as diffusers' ``enable_model_cpu_offload``).
+
+        The call defaults saved with a :meth:`save_pretrained` folder (``default_num_inference_steps``,
+        ...) are restored; the original layout gets the class defaults (50 steps, 768, 0.8).
 
         Raises:
             CheckpointNotFoundError: weights missing (the message lists them and how to get them).
@@ -160,14 +185,74 @@ class DepthLabPipeline(DiffusionPipeline):
         device = torch.device(device) if device is not None else torch.device("cpu")
         check_device_dtype(device, dtype)
         paths = loading.resolve_checkpoints(source, with_text_encoder=load_text_encoder)
-        components = loading.load_pipeline_components(paths, load_text_encoder, dtype)
+        lazy = low_memory and device.type == "cpu"
+        defer = loading.LARGE_COMPONENTS if lazy else ()
+        components = loading.load_pipeline_components(paths, load_text_encoder, dtype, defer=defer)
         unconditional = components.pop("unconditional_context", None)
         sources = components.pop("weight_sources")
         pipe = cls(**components, reference_fp16_rounding=reference_fp16_rounding)
         pipe._checkpoint_paths = paths
         pipe._unconditional_context = unconditional
         pipe._weight_sources = sources
+        if lazy:
+            pipe._low_memory = True  # models in `defer` are still on the meta device
+            return pipe
+        if low_memory:
+            pipe.enable_low_memory(device)
+            return pipe
         return pipe.to(device)
+
+    def enable_low_memory(self, device: torch.device | str | None = None) -> DepthLabPipeline:
+        """Hold in memory only the model that runs (same answer, lower peak memory).
+
+        * accelerator ``device`` (``"cuda"``, ...): ``enable_model_cpu_offload`` (accelerate hooks
+          along ``model_cpu_offload_seq``): every model waits on the CPU and is moved to the
+          device for its forward, the previous one is moved back.
+        * CPU (``device`` None or ``"cpu"``): the CLIP image encoder and both U-Nets are released
+          now (:func:`~depthlab.models.streaming.release_weights`) and, per call, read from their
+          checkpoint files tensor by tensor when their stage starts, released when it ends (CLIP
+          once per image batch, the reference U-Net for the reference pass, the estimation U-Net
+          for the denoising loop). Needs a pipeline made by :meth:`from_pretrained`. Peak memory
+          is then about one U-Net plus the VAE; each call pays the reading of the files.
+
+        Raises:
+            ValueError: CPU mode on a pipeline that was not loaded from files.
+        """
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        if device.type != "cpu":
+            self.enable_model_cpu_offload(device=device)
+            return self
+        missing = [name for name in loading.LARGE_COMPONENTS if name not in self._weight_sources]
+        if missing:
+            raise ValueError(
+                "`low_memory` on CPU re-reads the models from their checkpoint files, but this "
+                f"pipeline has none for {', '.join(missing)}: load it with "
+                "`DepthLabPipeline.from_pretrained(..., low_memory=True)`"
+            )
+        for name in loading.LARGE_COMPONENTS:
+            streaming.release_weights(getattr(self, name).to("cpu"))
+        self._low_memory = True
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        """Where the pipeline runs (low-memory CPU mode: the VAE's, as the large models are on meta)."""
+        if self._low_memory:
+            return self.vae.device
+        return super().device
+
+    @contextlib.contextmanager
+    def _resident(self, name: str):
+        """In low-memory CPU mode: read model ``name`` from its files for the block, then release it."""
+        if not self._low_memory:
+            yield getattr(self, name)
+            return
+        model = getattr(self, name)
+        self._weight_sources[name].load_into(model, model.dtype)
+        try:
+            yield model
+        finally:
+            streaming.release_weights(model)
 
     @classmethod
     def build_tiny(cls, seed: int = 0, reference_fp16_rounding: bool = True) -> DepthLabPipeline:
@@ -182,6 +267,9 @@ class DepthLabPipeline(DiffusionPipeline):
         self, save_directory: str | Path, dtype: torch.dtype | str | None = None, overwrite: bool = False
     ) -> Path:
         """Write all components as safetensors + configs (loads fast with :meth:`from_pretrained`).
+
+        ``model_index.json`` also stores the call defaults (``default_num_inference_steps``,
+        ``default_processing_resolution``, ``default_strength``).
 
         Args:
             save_directory: target folder (created; must be empty unless ``overwrite``).
@@ -200,6 +288,7 @@ class DepthLabPipeline(DiffusionPipeline):
             "_class_name": "DepthLabPipeline",
             "_depthlab_format": _FORMAT_VERSION,
             "reference_fp16_rounding": self.reference_attention.fp16_rounding,
+            **{name: self.config[name] for name in loading.CALL_DEFAULTS},
             "components": {},
         }
         models = {
@@ -218,14 +307,17 @@ class DepthLabPipeline(DiffusionPipeline):
                 model.save_config(folder)
             else:
                 model.config.to_json_file(str(folder / "config.json"))
-            state = {
-                k: (v.to(store_dtype) if store_dtype is not None and v.is_floating_point() else v)
-                .detach()
-                .cpu()
-                .contiguous()
-                for k, v in model.state_dict().items()
-            }
-            save_file(state, str(folder / "model.safetensors"))
+            large = name in loading.LARGE_COMPONENTS
+            with self._resident(name) if large else contextlib.nullcontext():  # low_memory: read it
+                state = {
+                    k: (v.to(store_dtype) if store_dtype is not None and v.is_floating_point() else v)
+                    .detach()
+                    .cpu()
+                    .contiguous()
+                    for k, v in model.state_dict().items()
+                }
+                save_file(state, str(folder / "model.safetensors"))
+                del state
             index["components"][name] = type(model).__name__
         self.scheduler.save_pretrained(target / "scheduler")
         self.image_processor.save_pretrained(target / "image_processor")
@@ -244,9 +336,9 @@ class DepthLabPipeline(DiffusionPipeline):
     def encode_image_condition(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """CLIP image embedding of the original-size images -> projected context ``[B, 1, 1024]``."""
         pixel_values = self.image_processor(images=list(images), return_tensors="pt").pixel_values
-        encoder = self.image_encoder
-        pixel_values = pixel_values.to(device=encoder.device, dtype=encoder.dtype)
-        image_embeds = encoder(pixel_values).image_embeds  # [B, 1024]
+        with self._resident("image_encoder") as encoder:
+            pixel_values = pixel_values.to(device=encoder.device, dtype=encoder.dtype)
+            image_embeds = encoder(pixel_values).image_embeds  # [B, 1024]
         return self.image_projection(image_embeds)  # [B, 1, 1024]
 
     @torch.no_grad()
@@ -272,6 +364,8 @@ class DepthLabPipeline(DiffusionPipeline):
             with torch.no_grad():
                 hidden = self.text_encoder(ids.to(self.text_encoder.device))[0]
             self._unconditional_context = hidden[:, :1].float()
+            if self._low_memory:  # computed once; the text encoder is not needed again
+                self.register_modules(text_encoder=None)
         return self._unconditional_context
 
     def _load_text_encoder(self) -> None:
@@ -422,9 +516,9 @@ class DepthLabPipeline(DiffusionPipeline):
         depth: Any,
         known_mask: Any = None,
         *,
-        num_inference_steps: int = 50,
-        processing_resolution: int = 768,
-        strength: float = 0.8,
+        num_inference_steps: int | None = None,
+        processing_resolution: int | None = None,
+        strength: float | None = None,
         blend: bool = True,
         normalize_scale: float = 1.0,
         refine: bool = False,
@@ -450,11 +544,14 @@ class DepthLabPipeline(DiffusionPipeline):
             depth: ``[H, W]`` depth in any unit (numpy/torch), or a list. Values at unknown pixels
                 are ignored (except with ``refine=True``, where the whole map is the initial guess).
             known_mask: ``[H, W]`` bool, True = known (or a list). Default: finite and > 0.
-            num_inference_steps: DDIM steps of the full schedule (>= 1).
+            num_inference_steps: DDIM steps of the full schedule (>= 1); None: the model's
+                ``default_num_inference_steps`` (50 unless saved otherwise).
             processing_resolution: longest side at which the model runs; 0 = input size.
-                Sizes that are not multiples of 8 are padded and cropped back.
+                Sizes that are not multiples of 8 are padded and cropped back. None: the model's
+                ``default_processing_resolution`` (768 unless saved otherwise).
             strength: fraction of the schedule that is run, in (0, 1]; < 1 starts from the noised
-                pre-filled depth, 1 from pure noise.
+                pre-filled depth, 1 from pure noise. None: the model's ``default_strength`` (0.8
+                unless saved otherwise).
             blend: after every step but the last, put the noised known depth latent back where the
                 latent-resolution mask is known.
             normalize_scale: known depth range is mapped to ``[-s, s]``.
@@ -484,7 +581,13 @@ class DepthLabPipeline(DiffusionPipeline):
         Returns:
             :class:`~depthlab.outputs.DepthLabOutput`.
         """
-        # 1. Check every argument and input before any work.
+        # 1. Check every argument and input before any work (None: the model's defaults).
+        if num_inference_steps is None:
+            num_inference_steps = self.config.default_num_inference_steps
+        if processing_resolution is None:
+            processing_resolution = self.config.default_processing_resolution
+        if strength is None:
+            strength = self.config.default_strength
         checked = self.check_inputs(
             image,
             depth,
@@ -551,25 +654,26 @@ class DepthLabPipeline(DiffusionPipeline):
 
             # 6. Denoise rows in chunks of `batch_size` rows of equal latent size -> [1, 4, h, w] each.
             start = time.perf_counter()
-            final_latents = self._denoise(
-                scheduler,
-                timesteps,
-                items,
-                rows,
-                encoded,
-                features,
-                context,
-                uncond,
-                row_noise,
-                row_init,
-                checked.generators,
-                reset,
-                strength=strength,
-                blend=blend,
-                guidance_scale=guidance_scale,
-                batch_size=batch_size,
-                show_progress_bar=show_progress_bar,
-            )
+            with self._resident("estimation_unet"):
+                final_latents = self._denoise(
+                    scheduler,
+                    timesteps,
+                    items,
+                    rows,
+                    encoded,
+                    features,
+                    context,
+                    uncond,
+                    row_noise,
+                    row_init,
+                    checked.generators,
+                    reset,
+                    strength=strength,
+                    blend=blend,
+                    guidance_scale=guidance_scale,
+                    batch_size=batch_size,
+                    show_progress_bar=show_progress_bar,
+                )
             timings["denoise"] += time.perf_counter() - start
 
         # 7. Decode each row: [1, 4, h, w] -> [H8, W8] -> crop, depth units, input size [H, W].
@@ -605,6 +709,7 @@ class DepthLabPipeline(DiffusionPipeline):
             shapes = {tuple(x.shape) for x in final_latents}
             latent_out = torch.cat(final_latents) if len(shapes) == 1 else list(final_latents)
         batched = checked.batched
+        self.maybe_free_model_hooks()  # model offload (low_memory on an accelerator): last model back
         return DepthLabOutput(
             depth=_pack(depths, batched, output_type),
             known_mask=_pack([item.known_mask for item in items], batched, output_type),
@@ -621,16 +726,17 @@ class DepthLabPipeline(DiffusionPipeline):
         """VAE latents and reference features of every image (see :meth:`_encode_item`)."""
         device = self._execution_device
         encoded, features = [], []
-        for index, item in enumerate(items):
-            latents = self._encode_item(item, need_depth_latent)
-            with self.reference_attention.capture():
-                self.reference_unet(
-                    latents["rgb"],  # [1, 4, h, w]
-                    torch.zeros((), dtype=torch.long, device=device),
-                    encoder_hidden_states=context[index : index + 1],  # [1, 1, 1024]
-                )
-            encoded.append(latents)
-            features.append(self.reference_attention.features)
+        with self._resident("reference_unet"):
+            for index, item in enumerate(items):
+                latents = self._encode_item(item, need_depth_latent)
+                with self.reference_attention.capture():
+                    self.reference_unet(
+                        latents["rgb"],  # [1, 4, h, w]
+                        torch.zeros((), dtype=torch.long, device=device),
+                        encoder_hidden_states=context[index : index + 1],  # [1, 1, 1024]
+                    )
+                encoded.append(latents)
+                features.append(self.reference_attention.features)
         self.reference_attention.clear()
         return encoded, features
 
@@ -795,6 +901,22 @@ class _CheckedInputs:
     generators: list[torch.Generator | None]
     noise_rows: list[torch.Tensor] | None
     latent_rows: list[torch.Tensor] | None
+
+
+def _check_call_defaults(steps: Any, resolution: Any, strength: Any) -> None:
+    """``ValueError``/``TypeError`` naming the default that is out of range."""
+    for name, value, low in (
+        ("default_num_inference_steps", steps, 1),
+        ("default_processing_resolution", resolution, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"`{name}` must be an integer; got {value!r}")
+        if value < low:
+            raise ValueError(f"`{name}` must be >= {low}; got {value}")
+    if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)):
+        raise TypeError(f"`default_strength` must be a number; got {strength!r}")
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"`default_strength` must be in (0, 1]; got {strength}")
 
 
 def _standardize_inputs(

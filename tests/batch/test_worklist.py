@@ -87,6 +87,52 @@ def test_outputs_in_the_input_folder_are_never_inputs(tmp_path, write_item, caps
     ]
 
 
+def test_outputs_without_a_manifest_are_never_inputs(tmp_path, write_item, capsys):
+    """issue 9 item 1 with the results manifest gone (deleted, or the files copied elsewhere).
+
+    The PNG results carry depthlab's marker; the ``.npy`` next to them is known by its marked
+    siblings. Files the user wrote with the same names but no marker stay inputs.
+    """
+    from depthlab import io
+
+    data = tmp_path / "data"
+    depth = {stem: write_item(data, stem, i) for i, stem in enumerate(["a", "b"])}
+    inputs_before = {p.name: p.read_bytes() for p in data.iterdir()}
+    args = ["complete", str(data), "--depth-scale", "1000", "--method", "nearest", "--quiet"]
+    formats = ["--format", "npy,png16,color,panel"]
+    assert main([*args, "--out", str(data), *formats]) == 0
+    first = {stem: np.load(data / f"{stem}_colors_depth.npy") for stem in depth}
+    (data / "depthlab-results.jsonl").unlink()
+    assert io.is_depthlab_output(data / "a_colors_color.png") and not io.is_depthlab_output(
+        data / "a_depth.png"
+    )
+    # another --out: images and depth are the originals, not the results
+    items = collect_items(WorkListSpec(images=[str(data)], out=str(tmp_path / "elsewhere")))
+    assert [(i.image.name, i.depth.name) for i in items] == [
+        ("a_colors.png", "a_depth.png"),
+        ("b_colors.png", "b_depth.png"),
+    ]
+    # the same folder again with --overwrite: the same results, no input changed
+    assert main([*args, "--out", str(data), *formats, "--overwrite"]) == 0
+    assert "2 completed" in capsys.readouterr().out
+    for stem in depth:
+        assert np.array_equal(np.load(data / f"{stem}_colors_depth.npy"), first[stem])
+    for name, content in inputs_before.items():
+        assert (data / name).read_bytes() == content
+    # a result copied into another folder is not an image there; an unmarked picture is
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a_colors_color.png").write_bytes((data / "a_colors_color.png").read_bytes())
+    Image.open(data / "a_colors.png").save(other / "c_color.png")
+    items = collect_items(WorkListSpec(images=[str(other)], out=str(tmp_path / "o2")))
+    assert [i.image.name for i in items] == ["c_color.png"]
+    # a user's own depth file with an output-like name but no marked sibling stays an input
+    np.save(other / "c_color_depth.npy", np.full((24, 32), 2.0, np.float32))
+    assert collect_items(WorkListSpec(images=[str(other)], out=str(tmp_path / "o2")))[0].depth.name == (
+        "c_color_depth.npy"
+    )
+
+
 def test_output_that_would_replace_an_input_is_refused(tmp_path, write_item, capsys):
     write_item(tmp_path, "a", 0, image_suffix="")  # a.png + a_depth.png: png16 of a is a_depth.png
     before = (tmp_path / "a_depth.png").read_bytes()

@@ -195,6 +195,7 @@ def test_console_entry_subprocess(tmp_path, write_item):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_convert_then_complete_with_depthlab(tmp_path, capsys, monkeypatch, write_item):
     pytest.importorskip("torch")
     monkeypatch.undo()  # the real weight search: --checkpoints is looked at first

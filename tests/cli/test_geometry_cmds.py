@@ -51,6 +51,15 @@ def test_lidar_command(frame):
     assert "1 already done" in depthlab("lidar", frame / "000000.png", "--scan", frame / "000000.bin", "--calib",
                                         frame / "calib.txt", "--method", "linear", "--format", "npy,color,panel,ply",
                                         "--out", out).stdout  # fmt: skip
+    other = depthlab("lidar", frame / "000000.png", "--scan", frame / "000000.bin", "--calib", frame / "calib.txt",
+                     "--method", "nearest", "--format", "npy,color,panel,ply", "--out", out)  # fmt: skip
+    assert other.returncode == 0 and "0 completed" in other.stdout
+    assert "skipped 1: outputs exist from a run with method: 'linear' -> 'nearest'" in other.stdout
+    assert (out / "depthlab-results.jsonl").is_file()
+    o3d = pytest.importorskip("open3d")
+    cloud = o3d.io.read_point_cloud(str(out / "000000_points.ply"))
+    assert len(cloud.points) == 8000 and cloud.has_colors() and cloud.has_normals()
+    assert np.allclose(np.asarray(cloud.points)[:, 2], np.load(out / "000000_depth.npy").ravel())
 
 
 def test_lidar_bad_inputs(frame):
@@ -129,7 +138,10 @@ def test_warp_command(tmp_path):
                     "--format", "npy,glb", "--out", tmp_path / "out2")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert np.allclose(np.load(tmp_path / "out2" / "view_warped_depth.npy"), 4.0, atol=1e-4)
-    assert (tmp_path / "out2" / "view_warped_mesh.glb").is_file()
+    o3d = pytest.importorskip("open3d")
+    mesh = o3d.io.read_triangle_mesh(str(tmp_path / "out2" / "view_warped_mesh.glb"))
+    assert len(mesh.triangles) == 2 * 35 * 47  # a plane: every grid square kept
+    assert np.allclose(np.asarray(mesh.vertices)[:, 2], -4.0, atol=1e-4)  # OpenGL: z backward
     # bad inputs: a pose that is not rigid, intrinsics for another image size
     np.savetxt(tmp_path / "scaled.txt", np.diag([2.0, 2.0, 2.0, 1.0]))
     proc = depthlab("warp", tmp_path / "view.png", "--depth", tmp_path / "depth.npy", "--intrinsics", "40,40,23.5,17.5",

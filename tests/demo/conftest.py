@@ -1,8 +1,10 @@
 """Fixtures for the demo tests: the real app served from a subprocess on a free loopback port.
 
 The server runs ``python -m depthlab.cli demo`` with an empty working directory, its own
-``TMPDIR``, only a tiny random-weight DepthLab (``--checkpoints``; none of the real weights), and a ``sitecustomize`` that refuses (and records) any
-connection or name lookup that is not loopback. It is stopped with SIGINT (then SIGKILL) in a
+``TMPDIR``, only a tiny random-weight DepthLab (``--checkpoints``; none of the real weights), and a
+``sitecustomize`` that refuses (and records) any connection or name lookup that is not loopback
+and bounds the server's life (it stops itself after ``LIFETIME_S`` or once the test process is
+gone, so a killed test run leaves no server behind). It is stopped with SIGINT (then SIGKILL) in a
 finally; the tests check that the port is closed, that nothing was written to the working
 directory, that the demo removed its temporary folder and that it tried no outside connection.
 """
@@ -25,6 +27,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "room"
 START_TIMEOUT_S = 120.0
+LIFETIME_S = 1800.0  # the server stops itself after this, or as soon as the test process is gone
 
 _GUARD = textwrap.dedent(
     '''
@@ -75,6 +78,27 @@ _GUARD = textwrap.dedent(
 
     socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
     socket.getaddrinfo = getaddrinfo
+
+
+    def _watchdog(parent, lifetime):
+        """Stop the server (SIGINT, as Ctrl+C) when the test process is gone or the lifetime is up."""
+        import signal
+        import threading
+        import time
+
+        def watch():
+            deadline = time.monotonic() + lifetime
+            while os.getppid() == parent and time.monotonic() < deadline:
+                time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(30)
+            os._exit(1)  # SIGINT did not stop it
+
+        threading.Thread(target=watch, name="test-watchdog", daemon=True).start()
+
+
+    if os.getppid() == int(os.environ.get("DEPTHLAB_TEST_PARENT_PID", "-1")):  # the server, not its children
+        _watchdog(os.getppid(), float(os.environ["DEPTHLAB_TEST_LIFETIME_S"]))
     '''
 )
 
@@ -110,8 +134,10 @@ def require_gradio() -> None:
             pytest.skip(f"{name} is not installed (pip install '.[demo]')")
 
 
-def start_server(root: Path, extra_args: list[str] | None = None):
-    """Start the demo; returns (process, DemoServer). The caller must call stop_server."""
+def prepare_server(
+    root: Path, extra_args: list[str] | None = None
+) -> tuple[list[str], dict[str, str], DemoServer]:
+    """The demo's command line, environment and :class:`DemoServer` (folders made below ``root``)."""
     port = free_port()
     cwd, tmpdir, weights = root / "cwd", root / "tmp", root / "no_weights"
     guard = root / "guard"
@@ -130,25 +156,33 @@ def start_server(root: Path, extra_args: list[str] | None = None):
         "DEPTHLAB_TEST_NET_LOG": str(net_log),
         "OMP_NUM_THREADS": "2",
         "NO_PROXY": "127.0.0.1,localhost",
+        "DEPTHLAB_TEST_PARENT_PID": str(os.getpid()),
+        "DEPTHLAB_TEST_LIFETIME_S": str(LIFETIME_S),
     }
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
         env.pop(name, None)
     command = [sys.executable, "-m", "depthlab.cli", "demo", "--host", "127.0.0.1", "--port", str(port)]
-    with open(log, "wb") as handle:
+    server = DemoServer(f"http://127.0.0.1:{port}", port, cwd, tmpdir, net_log, log)
+    return command + (extra_args or []), env, server
+
+
+def start_server(root: Path, extra_args: list[str] | None = None):
+    """Start the demo; returns (process, DemoServer). The caller must call stop_server."""
+    command, env, server = prepare_server(root, extra_args)
+    with open(server.log, "wb") as handle:
         process = subprocess.Popen(
-            command + (extra_args or []),
-            cwd=cwd,
+            command,
+            cwd=server.cwd,
             env=env,
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = DemoServer(f"http://127.0.0.1:{port}", port, cwd, tmpdir, net_log, log)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             stop_server(process, server, check=False)
-            pytest.fail(f"demo exited with status {process.returncode}:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"demo exited with status {process.returncode}:\n{server.log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(server.url + "/", timeout=2) as response:
                 if response.status == 200:
@@ -156,7 +190,7 @@ def start_server(root: Path, extra_args: list[str] | None = None):
         except OSError:
             time.sleep(0.5)
     stop_server(process, server, check=False)
-    pytest.fail(f"demo did not answer within {START_TIMEOUT_S:.0f} s:\n{log.read_text()[-3000:]}")
+    pytest.fail(f"demo did not answer within {START_TIMEOUT_S:.0f} s:\n{server.log.read_text()[-3000:]}")
 
 
 def stop_server(process: subprocess.Popen, server: DemoServer, check: bool = True) -> None:

@@ -34,6 +34,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.slow  # a real chromium session against the demo server
 WAIT_S = 60
 
 

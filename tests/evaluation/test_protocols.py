@@ -168,3 +168,33 @@ def test_real_frames_nlspn_and_kitti_lines():
     assert 40 <= ids.max() + 1 <= 64  # the lines inside the camera's field of view
     kept = masks.scan_lines(sample.depth, sample.intrinsics, 16)
     assert 0.15 < kept.sum() / (sample.depth > 0).sum() < 0.35
+
+
+def test_results_record_the_method_options(tmp_path, nyu_folder):
+    import csv
+    import json
+
+    from depthlab.evaluation.item import method_settings
+    from depthlab.evaluation.runner import merge_config, run_evaluation
+
+    recorded = method_settings("depthlab", {"processing_resolution": 512})
+    assert recorded["processing_resolution"] == 512  # given
+    assert recorded["resize_mode"] == "auto" and recorded["num_inference_steps"] == 50  # defaults
+    assert recorded["ensemble_size"] == 1
+    config = merge_config(
+        {"method_options": {"guided": {"space": "depth"}}},
+        {
+            "dataset": "nyu_nlspn",
+            "root": str(nyu_folder),
+            "protocols": ["points:50"],
+            "methods": ["guided"],
+            "out": str(tmp_path / "run"),
+            "num_figures": 0,
+            "limit": 1,
+        },
+    )
+    summary = run_evaluation(config, show_progress=False)
+    assert summary["method_settings"] == {"guided": {"space": "depth"}}
+    assert "- `guided`: space=depth" in (tmp_path / "run" / "table.md").read_text()
+    rows = list(csv.DictReader(open(tmp_path / "run" / "per_sample.csv")))
+    assert rows and all(json.loads(r["options"]) == {"space": "depth"} for r in rows)

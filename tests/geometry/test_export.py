@@ -81,3 +81,58 @@ def test_glb_mesh(tmp_path, camera, scene_depth):
         write_glb(path, mesh)
     with pytest.raises(TypeError, match="PointCloud or a Mesh"):
         write_glb(tmp_path / "x.glb", np.zeros((3, 3)))
+
+
+# ----------------------------------------------------------------------------------------------
+# readers that share no code with the writers (plyfile/trimesh): Open3D (C++) and pygltflib
+# ----------------------------------------------------------------------------------------------
+def test_open3d_reads_the_ply_point_cloud(tmp_path, cloud):
+    o3d = pytest.importorskip("open3d")
+    path = write_ply(tmp_path / "points.ply", cloud)
+    loaded = o3d.io.read_point_cloud(str(path))
+    assert loaded.has_normals() and loaded.has_colors()
+    assert np.array_equal(np.asarray(loaded.points), cloud.points.astype(np.float64))
+    assert np.array_equal(np.rint(np.asarray(loaded.colors) * 255).astype(np.uint8), cloud.colors)
+    assert np.array_equal(np.asarray(loaded.normals), cloud.normals.astype(np.float64))
+
+
+def test_open3d_reads_the_ply_and_glb_meshes(tmp_path, camera, scene_depth, rng):
+    o3d = pytest.importorskip("open3d")
+    rgb = rng.integers(0, 256, (camera.height, camera.width, 3), dtype=np.uint8)
+    mesh = depth_to_mesh(scene_depth, camera, rgb=rgb)
+    ply = o3d.io.read_triangle_mesh(str(write_ply(tmp_path / "mesh.ply", mesh)))
+    assert np.array_equal(np.asarray(ply.triangles), mesh.faces)
+    assert np.array_equal(np.asarray(ply.vertices), mesh.vertices.astype(np.float64))
+    glb = o3d.io.read_triangle_mesh(str(write_glb(tmp_path / "mesh.glb", mesh)))
+    assert len(glb.triangles) == len(mesh.faces) and glb.has_vertex_colors()
+    # every triangle comes back with the same corners, flipped to OpenGL axes (y up, z backward)
+    flipped = mesh.vertices @ OPENCV_TO_OPENGL[:3, :3].T
+    ours = np.sort(np.sort(flipped[mesh.faces].reshape(len(mesh.faces), -1), axis=1), axis=0)
+    vertices = np.asarray(glb.vertices)[np.asarray(glb.triangles)]
+    theirs = np.sort(np.sort(vertices.reshape(len(vertices), -1), axis=1), axis=0)
+    assert np.allclose(ours, theirs, atol=1e-6)
+    colours = np.rint(np.asarray(glb.vertex_colors) * 255).astype(np.uint8)
+    assert set(map(tuple, colours)) <= set(map(tuple, rgb.reshape(-1, 3)))
+
+
+def test_pygltflib_reads_the_glb_point_cloud(tmp_path, cloud):
+    pygltflib = pytest.importorskip("pygltflib")
+    path = write_glb(tmp_path / "points.glb", cloud)
+    gltf = pygltflib.GLTF2().load(str(path))
+    primitive = gltf.meshes[0].primitives[0]
+    assert primitive.mode == pygltflib.POINTS
+    blob = gltf.binary_blob()
+
+    def accessor(index, dtype, width):
+        acc = gltf.accessors[index]
+        view = gltf.bufferViews[acc.bufferView]
+        start = view.byteOffset + acc.byteOffset
+        return np.frombuffer(blob, dtype, acc.count * width, start).reshape(acc.count, width)
+
+    positions = accessor(primitive.attributes.POSITION, "<f4", 3)
+    assert gltf.accessors[primitive.attributes.POSITION].componentType == pygltflib.FLOAT
+    matrix = gltf.nodes[gltf.scenes[gltf.scene or 0].nodes[0]].matrix
+    assert matrix is None  # the OpenGL flip is applied to the points, not hidden in a node
+    assert np.allclose(positions, cloud.points @ OPENCV_TO_OPENGL[:3, :3].T, atol=1e-6)
+    colours = accessor(primitive.attributes.COLOR_0, "u1", 4)
+    assert np.array_equal(colours[:, :3], cloud.colors) and (colours[:, 3] == 255).all()

@@ -10,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from accelerate import init_empty_weights  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 from transformers import CLIPConfig, CLIPModel, CLIPVisionModelWithProjection  # noqa: E402
 
@@ -186,3 +187,24 @@ def test_clip_text_tower_is_never_read(tmp_path: Path) -> None:
     again = loading.load_clip_vision(folder, torch.float32)
     for key, value in expected.items():
         assert torch.equal(again.state_dict()[key], value), key
+
+
+def test_cast_from_memory_mapped_pth_keeps_every_value(tmp_path: Path) -> None:
+    # Large tensors (their file pages are given back after the cast) and two keys sharing one
+    # storage (the second is read after the first one's pages were dropped).
+    big = torch.randn(512, 1024, generator=torch.Generator().manual_seed(0))
+    state = {"a.weight": big, "b.weight": big, "c.weight": big[7:300] * 2}
+    path = tmp_path / "state.pth"
+    torch.save(state, path)
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(1024, 512, bias=False), torch.nn.Linear(1024, 512, bias=False)
+            self.c = torch.nn.Linear(1024, 293, bias=False)
+
+    with init_empty_weights():
+        model = Model()
+    loading.WeightSource((path,), "state").load_into(model, torch.bfloat16)
+    for key, value in state.items():
+        assert torch.equal(model.state_dict()[key], value.to(torch.bfloat16)), key

@@ -111,6 +111,7 @@ def test_api_error_names_file_and_tensor(original: Path, tmp_path: Path, case: s
     assert isinstance(info.value, ValueError)  # what the CLI maps to exit status 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["truncated_pth", "mis_shaped_mapping", "pickle_payload"])
 def test_cli_exits_2_with_one_line(
     original: Path, inputs: tuple[Path, Path], tmp_path: Path, case: str

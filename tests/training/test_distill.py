@@ -68,6 +68,7 @@ def distilled(tmp_path_factory, teacher: Path) -> Distiller:
     return distiller
 
 
+@pytest.mark.slow
 def test_one_step_changes_the_student_with_a_finite_loss(distilled: Distiller, teacher: Path) -> None:
     loss = distilled.summary["history"][-1]["loss"]
     assert np.isfinite(loss) and loss > 0
@@ -84,6 +85,7 @@ def test_one_step_changes_the_student_with_a_finite_loss(distilled: Distiller, t
         torch.testing.assert_close(target[key], 0.5 * (initial[key] + after[key]), atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_student_round_trips_and_samples_in_1_2_4_steps(distilled: Distiller) -> None:
     student = DepthLabPipeline.from_pretrained(distilled.summary["export"])
     assert isinstance(student.scheduler, LCMScheduler)
@@ -122,6 +124,7 @@ def test_student_round_trips_and_samples_in_1_2_4_steps(distilled: Distiller) ->
         student(rgb, depth, known, num_inference_steps=41, strength=0.8, **options)
 
 
+@pytest.mark.slow
 def test_distillation_is_deterministic(tmp_path: Path, teacher: Path, distilled: Distiller) -> None:
     rerun = Distiller(distill_config(tmp_path, teacher, "again"), show_progress=False)
     assert rerun.train()["history"][-1]["loss"] == distilled.summary["history"][-1]["loss"]

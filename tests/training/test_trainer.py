@@ -114,6 +114,7 @@ def _launcher_missing() -> str | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_launcher_missing() is not None, reason=str(_launcher_missing()))
 def test_accelerate_launch_two_cpu_processes_matches_accumulation(tiny_config, tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` with run.cpu=true: 2 CPU processes (gloo).

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = [
     "run_completion",
     "OUTPUT_SUFFIXES",
     "output_paths",
+    "write_all_or_nothing",
     "write_outputs",
 ]
 
@@ -32,6 +34,10 @@ OUTPUT_SUFFIXES = {
     "ply": "_points.ply",  # coloured points of the completed depth (binary PLY, 3DGS fields)
     "glb": "_mesh.glb",  # coloured mesh of the completed depth (GLB, OpenGL frame)
 }
+
+
+# PNG results carry depthlab's output marker (io.is_depthlab_output): never taken as inputs later
+_MARKER = "depthlab application"
 
 
 @dataclass
@@ -120,6 +126,35 @@ def output_paths(prefix: str | os.PathLike, formats: Sequence[str]) -> dict[str,
     return {f: Path(f"{prefix}{OUTPUT_SUFFIXES[f]}") for f in formats}
 
 
+def write_all_or_nothing(
+    writers: dict[Path, Callable[[Path], Any]], *, overwrite: bool = False
+) -> list[Path]:
+    """Call every ``writer(tmp)`` on a temporary next to its path, then rename them all: all files or none.
+
+    Nothing is written when a path exists and ``overwrite`` is False (``FileExistsError`` naming
+    it), and a writer that fails leaves no file behind (earlier ones are not renamed either), so a
+    frame that fails halfway never looks finished to a later run.
+    """
+    if not overwrite:
+        for path in writers:
+            if path.exists():
+                raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, write in writers.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}"
+            staged.append((tmp, path))
+            write(tmp)
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            if tmp.exists():
+                tmp.unlink()
+    return [path for _, path in staged]
+
+
 def write_outputs(
     paths: dict[str, Path],
     *,
@@ -134,28 +169,37 @@ def write_outputs(
     vmax: float | None = None,
     ply_region: str = "all",
     overwrite: bool = False,
+    extra: dict[Path, Callable[[Path], Any]] | None = None,
 ) -> list[Path]:
-    """Write the outputs named in ``paths`` (atomic writes; existing files only with ``overwrite``).
+    """Write the outputs named in ``paths``, all or none (:func:`write_all_or_nothing`).
 
     ``ply``/``glb`` need ``camera``; ``ply_region="unknown"`` writes only the points the
-    completion added (pixels not in ``known_mask``), ``"all"`` every pixel.
+    completion added (pixels not in ``known_mask``), ``"all"`` every pixel. ``extra``: further
+    ``{path: writer(tmp)}`` written in the same all-or-nothing step. Existing files are replaced
+    only with ``overwrite``.
     """
     if ply_region not in ("unknown", "all"):
         raise ValueError(f"`ply_region` (--ply-region) must be 'unknown' or 'all'; got {ply_region!r}")
-    written = []
+    writers: dict[Path, Callable[[Path], Any]] = {}
+    region = None if ply_region == "all" else ~np.asarray(known_mask, bool)
     for fmt, path in paths.items():
+        path = Path(path)
         if fmt == "npy":
-            io.write_depth_npy(path, completed, overwrite=overwrite)
+            writers[path] = lambda tmp: io.write_depth_npy(tmp, completed, overwrite=True)
         elif fmt == "png16":
             if out_scale is None:
                 raise ValueError("--format png16 needs --out-scale, e.g. 256 (KITTI) or 1000 (mm)")
-            io.write_depth_png16(path, completed, out_scale, overwrite=overwrite)
+            writers[path] = lambda tmp: io.write_depth_png16(
+                tmp, completed, out_scale, overwrite=True, marker=_MARKER
+            )
         elif fmt == "color":
-            io.write_color(path, completed, vmin=vmin, vmax=vmax, cmap=cmap, overwrite=overwrite)
+            writers[path] = lambda tmp: io.write_color(
+                tmp, completed, vmin=vmin, vmax=vmax, cmap=cmap, overwrite=True, marker=_MARKER
+            )
         elif fmt == "panel":
             panel_rgb = rgb if rgb is not None else np.zeros((*completed.shape, 3), np.uint8)
-            io.write_panel(
-                path,
+            writers[path] = lambda tmp, panel_rgb=panel_rgb: io.write_panel(
+                tmp,
                 panel_rgb,
                 np.where(known_mask, input_depth, 0.0),
                 known_mask,
@@ -163,21 +207,21 @@ def write_outputs(
                 vmin=vmin,
                 vmax=vmax,
                 cmap=cmap,
-                overwrite=overwrite,
+                overwrite=True,
+                marker=_MARKER,
             )
         elif fmt in ("ply", "glb"):
             if camera is None:
                 raise ValueError(f"--format {fmt} needs the camera intrinsics (--intrinsics)")
-            region = None if ply_region == "all" else ~np.asarray(known_mask, bool)
             if fmt == "ply":
-                write_ply(
-                    path,
-                    unproject(completed, camera, mask=region, rgb=rgb, normals=True),
-                    overwrite=overwrite,
+                writers[path] = lambda tmp: write_ply(
+                    tmp, unproject(completed, camera, mask=region, rgb=rgb, normals=True), overwrite=True
                 )
             else:
-                write_glb(path, depth_to_mesh(completed, camera, rgb=rgb, mask=region), overwrite=overwrite)
+                writers[path] = lambda tmp: write_glb(
+                    tmp, depth_to_mesh(completed, camera, rgb=rgb, mask=region), overwrite=True
+                )
         else:
             raise ValueError(f"unknown output format {fmt!r}")
-        written.append(path)
-    return written
+    writers.update(extra or {})
+    return write_all_or_nothing(writers, overwrite=overwrite)

@@ -20,8 +20,15 @@ resolution, instead of the original code's nearest resize that drops most of the
 original reported poor LiDAR results for exactly this reason). Pass ``resize_mode`` in
 ``depthlab_options`` to change it.
 
-Batch runs skip frames whose requested outputs all exist (resume); ``overwrite`` recomputes
-them; a failing frame is reported and the run goes on.
+**Resume** goes through the batch results manifest (:mod:`depthlab.batch.manifest`,
+``<out>/depthlab-results.jsonl``, the one ``depthlab complete`` keeps): every frame appends a
+record (``item`` = the frame key, ``status`` ``ok``/``failed``, the ``settings`` and their
+``digest``, the ``outputs`` relative to ``out``, hold-out ``metrics``) as soon as it finishes, so a
+killed run loses only the frame in flight. A rerun skips frames finished with the same settings,
+retries failed ones, computes only the formats a finished frame lacks, and never mixes outputs of
+other settings with new ones (those frames are skipped with the differing settings named;
+``overwrite`` recomputes). A frame's files are written all or none. The recorded outputs are
+never taken as inputs by a later ``depthlab complete`` on the folder.
 
 **Hold-out scoring** (``holdout="ratio:90"``): the projected points are split with
 :func:`depthlab.masks.make_mask` seeded by ``protocol_rng(seed, frame key, protocol)`` -- the same
@@ -51,6 +58,7 @@ from depthlab.applications.common import (
     run_completion,
     write_outputs,
 )
+from depthlab.batch.options import describe_difference, digest
 from depthlab.geometry import Camera, load_camera, project, read_kitti_calib, read_velodyne, scan_to_depth
 from depthlab.outputs import DepthLabOutput
 
@@ -63,6 +71,7 @@ __all__ = [
     "frame_inputs",
     "complete_lidar",
     "holdout_split",
+    "recorded_settings",
     "run_lidar",
     "LIDAR_FORMATS",
 ]
@@ -147,7 +156,15 @@ class LidarConfig:
 
 @dataclass
 class LidarReport:
-    """What a run did: counts, written outputs and hold-out metrics per frame key."""
+    """What a run did: counts, written outputs and hold-out metrics per frame key.
+
+    Attributes:
+        skip_reasons: ``{reason: count}`` of the skipped frames (``"done"``: finished earlier with
+            the same settings; otherwise why existing outputs were kept).
+        manifest: the results manifest (``<out>/depthlab-results.jsonl``).
+        metrics: hold-out metrics of every scored frame, computed now or recorded by the run
+            that finished it.
+    """
 
     method: str
     reason: str
@@ -157,6 +174,8 @@ class LidarReport:
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+    manifest: Path | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -398,6 +417,7 @@ def _frame_paths(frame: LidarFrame, formats: list[str], holdout: bool) -> dict[s
 def _run_frame(
     frame: LidarFrame, config: LidarConfig, choice: MethodChoice, paths: dict[str, Path], single: bool
 ) -> dict[str, float] | None:
+    """Complete one frame and write ``paths`` (all or none); returns its hold-out metrics or None."""
     # 1. inputs
     rgb, sparse, camera = frame_inputs(frame, config.intrinsics)
     known = np.isfinite(sparse) & (sparse > 0)
@@ -417,29 +437,15 @@ def _run_frame(
         show_progress_bar=single and config.progress,
     )
     completed = np.asarray(output.depth, np.float32)
-    # 3. write
-    depth_paths = {f: p for f, p in paths.items() if f not in ("sparse", "metrics")}
-    write_outputs(
-        depth_paths,
-        rgb=rgb,
-        input_depth=sparse,
-        known_mask=known,
-        completed=completed,
-        camera=camera,
-        out_scale=config.out_scale,
-        cmap=config.cmap,
-        vmin=config.vmin,
-        vmax=config.vmax,
-        ply_region=config.ply_region,
-        overwrite=config.overwrite,
-    )
-    if "sparse" in paths:
-        io.write_depth_npy(paths["sparse"], np.where(known, sparse, 0.0), overwrite=config.overwrite)
     metrics = None
     if config.holdout:
         metrics = _holdout_metrics(completed, sparse, valid, known, config)
-        if "metrics" not in paths:
-            return metrics
+    # 3. write, every file of the frame or none
+    extra = {}
+    if "sparse" in paths:
+        given = np.where(known, sparse, 0.0)
+        extra[paths["sparse"]] = lambda tmp: io.write_depth_npy(tmp, given, overwrite=True)
+    if "metrics" in paths and metrics is not None:
         text = json.dumps(
             {
                 "frame": frame.key,
@@ -450,24 +456,98 @@ def _run_frame(
             },
             indent=1,
         )
-        io.atomic_write(paths["metrics"], lambda tmp: tmp.write_text(text), overwrite=config.overwrite)
+        extra[paths["metrics"]] = lambda tmp: tmp.write_text(text)
+    write_outputs(
+        {f: p for f, p in paths.items() if f not in ("sparse", "metrics")},
+        rgb=rgb,
+        input_depth=sparse,
+        known_mask=known,
+        completed=completed,
+        camera=camera,
+        out_scale=config.out_scale,
+        cmap=config.cmap,
+        vmin=config.vmin,
+        vmax=config.vmax,
+        ply_region=config.ply_region,
+        overwrite=True,  # run_lidar decided which files may be (re)written
+        extra=extra,
+    )
     return metrics
+
+
+def recorded_settings(config: LidarConfig, method: str) -> dict[str, Any]:
+    """What decides a frame's outputs (JSON values; recorded in the results manifest with its digest).
+
+    DepthLab-only settings are left out for the other methods (the seed stays when it draws the
+    hold-out mask).
+    """
+    values: dict[str, Any] = {
+        "command": "lidar",
+        "method": method,
+        "calib": config.calib,
+        "intrinsics": config.intrinsics,
+        "holdout": config.holdout,
+        "min_depth": config.min_depth,
+        "max_depth": config.max_depth,
+        "out_scale": config.out_scale,
+        "cmap": config.cmap,
+        "vmin": config.vmin,
+        "vmax": config.vmax,
+        "ply_region": config.ply_region,
+    }
+    if method == "depthlab":
+        options = dict(config.depthlab_options)
+        options.setdefault("resize_mode", "auto")
+        values.update(depthlab_options=options, checkpoints=config.checkpoints, dtype=config.dtype)
+    if method == "depthlab" or config.holdout:
+        values["seed"] = config.seed
+    return json.loads(json.dumps(values, sort_keys=True, default=str))
+
+
+def _plan_frame(
+    paths: dict[str, Path], record: dict[str, Any] | None, settings: dict[str, Any], overwrite: bool
+) -> tuple[list[str], dict[str, Any] | None, str | None]:
+    """``(formats to write, the frame's last good record, skip reason or None)`` (the batch rule)."""
+    base = record.get("previous") if record and record.get("status") != "ok" else record
+    formats = list(paths)
+    existing = {f for f, p in paths.items() if p.exists()}
+    if overwrite:
+        return formats, base, None
+    if base is not None and base.get("digest") == digest(settings):
+        finished = {f for f in base.get("formats", []) if f in paths and paths[f].exists()}
+        missing = [f for f in formats if f not in finished]
+        if not missing:
+            return [], base, "done"
+        if existing - finished:
+            return [], base, "outputs exist that no recorded run wrote"
+        return missing, base, None
+    if existing:
+        if base is not None:
+            return (
+                [],
+                base,
+                f"outputs exist from a run with {describe_difference(base.get('settings', {}), settings)}",
+            )
+        return [], base, "outputs exist that no recorded run wrote"
+    return formats, base, None
 
 
 def run_lidar(config: LidarConfig, *, pipeline: Any = None) -> LidarReport:
     """Complete every frame of ``config`` and write its outputs; returns a :class:`LidarReport`.
 
-    A single frame raises its error; in a batch a failing frame is recorded in
-    ``report.failures`` and the run goes on. Frames whose outputs all exist are skipped unless
-    ``config.overwrite``.
+    A single frame raises its error; in a batch a failing frame is recorded (report and results
+    manifest) and the run goes on. Resume: see the module docstring.
     """
     from tqdm import tqdm
+
+    from depthlab.batch import check_out_writable, manifest
 
     start = time.perf_counter()
     formats = check_formats(config.formats, LIDAR_FORMATS)
     if config.vmin is not None and config.vmax is not None and not config.vmax > config.vmin:
         raise ValueError(f"--vmax ({config.vmax}) must be larger than --vmin ({config.vmin})")
     frames = find_frames(config)
+    out = check_out_writable(config.out)
     single = len(frames) == 1
     choice = choose_method(
         config.method,
@@ -476,29 +556,63 @@ def run_lidar(config: LidarConfig, *, pipeline: Any = None) -> LidarReport:
         device=config.device,
         dtype=config.dtype,
     )
+    settings = recorded_settings(config, choice.name)
+    settings_digest = digest(settings)
+    previous = manifest.load(out)
     report = LidarReport(choice.name, choice.reason)
+    writer = manifest.PartWriter(out, tag="lidar")
     bar = tqdm(frames, desc="lidar", unit="frame", disable=not config.progress or single, file=sys.stderr)
-    for frame in bar:
-        paths = _frame_paths(frame, formats, bool(config.holdout))
-        if not config.overwrite and all(p.exists() for p in paths.values()):
-            report.skipped += 1
-            if config.holdout and paths["metrics"].is_file():
-                report.metrics[frame.key] = json.loads(paths["metrics"].read_text())
-            continue
-        todo = {f: p for f, p in paths.items() if config.overwrite or not p.exists()}
-        try:
-            metrics = _run_frame(frame, config, choice, todo, single)
-        except Exception as error:
-            if single:
-                raise
-            logger.debug("frame %s failed", frame.key, exc_info=True)
-            report.failures.append((frame.key, f"{type(error).__name__}: {error}"))
-            bar.write(f"depthlab lidar: failed: {frame.key}: {error}", file=sys.stderr)
-            continue
-        report.done += 1
-        report.outputs[frame.key] = {f: str(p) for f, p in paths.items()}
-        if metrics is not None:
-            report.metrics[frame.key] = metrics
-    bar.close()
+    try:
+        for frame in bar:
+            paths = _frame_paths(frame, formats, bool(config.holdout))
+            todo, base, skip = _plan_frame(paths, previous.get(frame.key), settings, config.overwrite)
+            if skip is not None:
+                report.skipped += 1
+                report.skip_reasons[skip] = report.skip_reasons.get(skip, 0) + 1
+                if skip == "done" and base and base.get("metrics"):
+                    report.metrics[frame.key] = base["metrics"]
+                continue
+            record: dict[str, Any] = {
+                "item": frame.key,
+                "method": choice.name,
+                "settings": settings,
+                "digest": settings_digest,
+            }
+            kept = [rel for rel in (base or {}).get("outputs", []) if (out / rel).exists()]
+            frame_start = time.perf_counter()
+            try:
+                metrics = _run_frame(frame, config, choice, {f: paths[f] for f in todo}, single)
+            except Exception as error:
+                message = f"{type(error).__name__}: {error}"
+                record.update(status="failed", formats=[], outputs=kept, written=[], previous=base,
+                              seconds=round(time.perf_counter() - frame_start, 3), error=message)  # fmt: skip
+                writer.write(record)
+                if single:
+                    raise
+                logger.debug("frame %s failed", frame.key, exc_info=True)
+                report.failures.append((frame.key, message))
+                bar.write(f"depthlab lidar: failed: {frame.key}: {error}", file=sys.stderr)
+                continue
+            if metrics is None and base is not None and base.get("digest") == settings_digest:
+                metrics = base.get("metrics")  # only other formats were missing
+            rel = {f: Path(os.path.relpath(p, out)).as_posix() for f, p in paths.items()}
+            record.update(
+                status="ok",
+                formats=sorted(paths),
+                outputs=sorted(set(kept) | set(rel.values())),
+                written=sorted(rel[f] for f in todo),
+                seconds=round(time.perf_counter() - frame_start, 3),
+                metrics=metrics,
+                error=None,
+            )
+            writer.write(record)
+            report.done += 1
+            report.outputs[frame.key] = {f: str(p) for f, p in paths.items()}
+            if metrics is not None:
+                report.metrics[frame.key] = metrics
+    finally:
+        bar.close()
+        writer.close()
+        report.manifest = manifest.merge(out)
     report.seconds = time.perf_counter() - start
     return report

@@ -10,7 +10,7 @@ from typing import Any
 __all__ = ["BatchOptions", "NOT_RECORDED", "RayOptions", "describe_difference", "digest", "item_seed"]
 
 # fields that change neither what is computed nor what is written: left out of the recorded settings
-NOT_RECORDED = ("formats", "overwrite", "progress", "device")
+NOT_RECORDED = ("formats", "overwrite", "progress", "device", "low_memory")
 # fields only output writers read (recorded per format, see depthlab.batch.writers.format_settings)
 WRITING_ONLY = ("out_scale", "cmap", "vmin", "vmax", "colorbar", "unit", "intrinsics", "ply_region")
 
@@ -40,6 +40,7 @@ class BatchOptions:
             not depend on the order, the shard or the worker.
         checkpoints / device / dtype: where DepthLab's weights are, where and in which precision
             it runs (``fp32``, ``fp16``, ``bf16``); ``device`` None: the process's accelerator.
+        low_memory: load DepthLab with ``low_memory=True`` (same answer, lower peak memory).
         extra: further settings of callers (recorded with the run, so a change is noticed).
         overwrite: recompute items whose outputs exist and replace them.
         progress: show a progress bar.
@@ -64,6 +65,7 @@ class BatchOptions:
     checkpoints: str | None = None
     device: str | None = None
     dtype: str | None = None
+    low_memory: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     overwrite: bool = False
     progress: bool = True

@@ -103,12 +103,12 @@ class LoadedMethod:
 def _torch_dtype(name: str | None) -> Any:
     if name is None:
         return None
-    import torch
+    names = ("fp32", "fp16", "bf16")
+    if name not in names:
+        raise ValueError(f"`dtype` (--dtype) must be one of {', '.join(names)}; got {name!r}")
+    from depthlab.models.loading import resolve_dtype  # the one dtype-name rule
 
-    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if name not in table:
-        raise ValueError(f"`dtype` (--dtype) must be one of {', '.join(table)}; got {name!r}")
-    return table[name]
+    return resolve_dtype(name, name="dtype")
 
 
 def load_method(
@@ -128,7 +128,9 @@ def load_method(
         import torch
 
         device = device or options.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        pipeline = load_pipeline(paths, device=device, torch_dtype=_torch_dtype(options.dtype))
+        pipeline = load_pipeline(
+            paths, device=device, torch_dtype=_torch_dtype(options.dtype), low_memory=options.low_memory
+        )
     return LoadedMethod(name=chosen, reason=reason, pipeline=pipeline)
 
 

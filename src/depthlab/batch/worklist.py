@@ -10,8 +10,11 @@ are never taken as images. A CSV manifest with columns ``image,depth[,mask][,poi
 replaces the rule.
 
 Outputs can never be taken as inputs: a file that a results manifest (``depthlab-results.jsonl``,
-written by every run) in a searched folder or in ``out`` records as an output is excluded as an
-image and as a depth/mask/points candidate, and a work list in which an output path of one item
+written by every run) in a searched folder or in ``out`` records as an output, and a PNG result
+that carries depthlab's marker (:func:`depthlab.io.is_depthlab_output`: colour, panel and 16-bit
+PNG outputs, wherever they were copied, with or without a manifest; an ``.npy``/``.ply`` output
+next to a marked PNG of the same output prefix counts too), is excluded as an image and
+as a depth/mask/points candidate, and a work list in which an output path of one item
 is an input of any item is an error before any work (so a file at an output path that no run
 recorded is never read as input and then overwritten). Symlinked files and folders are followed; paths are never resolved through
 their links, so outputs mirror the layout the user sees.
@@ -27,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from depthlab.batch.writers import FORMATS
-from depthlab.io import DEPTH_SUFFIXES, IMAGE_SUFFIXES, POINT_SUFFIXES, read_manifest
+from depthlab.io import DEPTH_SUFFIXES, IMAGE_SUFFIXES, POINT_SUFFIXES, is_depthlab_output, read_manifest
 
 __all__ = [
     "RESULTS_NAME",
@@ -135,6 +138,21 @@ def recorded_outputs(folder: Path) -> set[Path]:
     return found
 
 
+def _written_by_depthlab(path: Path) -> bool:
+    """A marked PNG result, or an output (``<prefix>_depth.npy``, ...) next to a marked PNG of the same prefix.
+
+    ``.npy`` and ``.ply`` have no room for a marker; their PNG siblings from the same run carry it.
+    """
+    if is_depthlab_output(path):
+        return True
+    for fmt in FORMATS.values():
+        if path.name.endswith(fmt.suffix) and not fmt.suffix.endswith(".png"):
+            prefix = path.name[: -len(fmt.suffix)]
+            pngs = [other.suffix for other in FORMATS.values() if other.suffix.endswith(".png")]
+            return any(is_depthlab_output(path.parent / f"{prefix}{suffix}") for suffix in pngs)
+    return False
+
+
 def _walk_files(root: Path) -> list[Path]:
     """Every file below ``root``, following symlinked folders (each real folder visited once)."""
     files: list[Path] = []
@@ -217,7 +235,11 @@ def _match(
         for name in dict.fromkeys(names):
             for suffix in suffixes:
                 candidate = directory / f"{name}{suffix}"
-                if candidate.is_file() and _absolute(candidate) not in excluded:
+                if (
+                    candidate.is_file()
+                    and _absolute(candidate) not in excluded
+                    and not _written_by_depthlab(candidate)
+                ):
                     return candidate
     return None
 
@@ -307,7 +329,7 @@ def _from_images(spec: WorkListSpec, out: Path, formats: tuple[str, ...]) -> lis
     recorded: set[Path] = set()
     for folder in dict.fromkeys([out, *searched]):
         recorded |= recorded_outputs(folder)
-    kept = [image for image in images if image not in recorded]
+    kept = [image for image in images if image not in recorded and not _written_by_depthlab(image)]
     if not kept:
         raise ValueError(
             f"IMAGE {' '.join(spec.images)}: every image found is an output of an earlier depthlab run"

@@ -44,6 +44,9 @@ class ItemResult:
 
 
 Writer = Callable[[Path, ItemResult, BatchOptions], None]
+# PNG results carry this marker (io.is_depthlab_output): a folder batch never takes them as inputs,
+# even where no results manifest lists them (.npy has no room for one: the manifest covers it)
+_MARKER = "depthlab complete"
 
 
 def _npy(path: Path, result: ItemResult, options: BatchOptions) -> None:
@@ -54,7 +57,7 @@ def _png16(path: Path, result: ItemResult, options: BatchOptions) -> None:
     scale = options.out_scale or options.depth_scale
     if scale is None:
         raise ValueError("--format png16 needs --out-scale (stored value = depth x scale), e.g. 1000")
-    io.write_depth_png16(path, result.completed, scale, overwrite=True)
+    io.write_depth_png16(path, result.completed, scale, overwrite=True, marker=_MARKER)
 
 
 def _color(path: Path, result: ItemResult, options: BatchOptions) -> None:
@@ -67,6 +70,7 @@ def _color(path: Path, result: ItemResult, options: BatchOptions) -> None:
         colorbar=options.colorbar,
         unit=options.unit,
         overwrite=True,
+        marker=_MARKER,
     )
 
 
@@ -83,6 +87,7 @@ def _panel(path: Path, result: ItemResult, options: BatchOptions) -> None:
         unit=options.unit,
         caption=io.panel_caption(result.method, result.known_mask, result.info.get("seconds")),
         overwrite=True,
+        marker=_MARKER,
     )
 
 

@@ -7,9 +7,9 @@ depth is the first existing file among, in the ``--depth`` folder (default: the 
 the image; depth suffixes ``.npy .npz .png .tif .tiff .pfm .exr``). Masks (``--mask DIR``) and
 point lists (``--points DIR``) are matched the same way with ``_mask`` and ``_points``. Files
 whose stem ends with ``_depth``, ``_mask`` or ``_points`` are never taken as images; depthlab's
-own outputs (this run's output names, and every file a results manifest lists) are never taken
-as inputs. A CSV manifest (``--manifest``) with columns ``image,depth[,mask][,points][,out]``
-replaces the rule.
+own outputs (this run's output names, every file a results manifest lists, and every PNG result,
+which carries a depthlab marker, with the ``.npy`` next to it) are never taken as inputs. A CSV
+manifest (``--manifest``) with columns ``image,depth[,mask][,points][,out]`` replaces the rule.
 
 Outputs mirror the inputs: ``<out>/<sub-folder>/<stem>_depth.npy``, ``<stem>_depth.png``
 (16-bit), ``<stem>_color.png`` and ``<stem>_panel.png``; ``<out>/depthlab-results.jsonl``
@@ -290,6 +290,12 @@ def register(subparsers: Any) -> None:
         choices=("fp32", "fp16", "bf16"),
         help="DepthLab weights dtype (default fp32)",
     )
+    method_group.add_argument(
+        "--low-memory",
+        action="store_true",
+        help="hold only the DepthLab model that runs in memory (CPU: read from the files per "
+        "stage; GPU: offload to CPU); same result, lower peak memory, a little slower",
+    )
 
     engine_group = parser.add_argument_group("scale-out (docs/scale-out.md)")
     engine_group.add_argument(
@@ -356,7 +362,15 @@ def _unit(args: argparse.Namespace) -> str:
 def _depthlab_only_flags(args: argparse.Namespace) -> list[str]:
     """The DepthLab-only flags given on the command line."""
     given = [f"--{name.replace('_', '-')}" for name, _ in _PIPELINE_FLAGS if getattr(args, name) is not None]
-    given += [flag for flag, value in (("--refine", args.refine), ("--dtype", args.dtype)) if value]
+    given += [
+        flag
+        for flag, value in (
+            ("--refine", args.refine),
+            ("--dtype", args.dtype),
+            ("--low-memory", args.low_memory),
+        )
+        if value
+    ]
     return given + (["--device"] if args.device is not None else [])
 
 
@@ -399,6 +413,7 @@ def batch_options(args: argparse.Namespace) -> BatchOptions:
         checkpoints=args.checkpoints,
         device=args.device,
         dtype=args.dtype,
+        low_memory=args.low_memory,
         overwrite=args.overwrite,
         progress=not args.quiet,
     )

@@ -76,7 +76,7 @@ def register(subparsers: Any) -> None:
         action="append",
         metavar="P",
         help="mask protocol, repeatable: ratio:5, points:500, holes:0.3, lidar:64, "
-        "border:0.2, sensor (see docs/protocols.md)",
+        "border:0.2, sensor, orb:500, sift:500, range:0.3, blob:0.1, lines:16 (see docs/protocols.md)",
     )
     parser.add_argument(
         "--method",

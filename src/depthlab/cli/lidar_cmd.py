@@ -14,7 +14,9 @@ inputs:
   FOLDER                                  KITTI object layout (image_2/ velodyne/ calib/) or raw
                                           layout (<drive>/image_02/data + velodyne_points/data)
 DepthLab runs with resize_mode="auto" so sparse LiDAR points survive the resize to the
-processing resolution. Frames whose outputs exist are skipped (resume); --overwrite recomputes.
+processing resolution. Every frame is recorded in OUT/depthlab-results.jsonl (the batch results
+manifest): a rerun skips frames finished with the same settings, retries failed ones and never
+mixes outputs of other settings with new ones; --overwrite recomputes.
 """
 
 
@@ -101,10 +103,15 @@ def run(args: argparse.Namespace) -> int:
     )
     report = run_lidar(config)
     print(f"depthlab lidar: method {report.method}: {report.reason}")
+    done = report.skip_reasons.get("done", 0)
     print(
-        f"depthlab lidar: {report.done} completed, {report.skipped} already done (skipped), "
-        f"{len(report.failures)} failed in {report.seconds:.1f} s; outputs in {args.out}"
+        f"depthlab lidar: {report.done} completed, {done} already done (skipped), "
+        f"{len(report.failures)} failed in {report.seconds:.1f} s; outputs in {args.out}, "
+        f"results in {report.manifest}"
     )
+    for reason, count in report.skip_reasons.items():
+        if reason != "done":
+            print(f"  skipped {count}: {reason} (--overwrite recomputes)")
     for paths in report.outputs.values() if report.done == 1 else ():
         for path in paths.values():
             print(f"  wrote {path}")

@@ -167,8 +167,17 @@ class KITTIDepthCompletionDataset(DepthDataset):
 
 @register_dataset("kitti_object")
 class KITTIObjectDataset(DepthDataset):
+    """KITTI object frames (module docstring); ``kb_crop=True`` crops to the 352x1216 benchmark size."""
+
     min_depth = 1e-3
     max_depth = 80.0
+
+    def __init__(self, root: str | Path, *, kb_crop: bool = False, **kwargs: Any) -> None:
+        self.kb_crop = bool(kb_crop)
+        super().__init__(root, **kwargs)
+
+    def crop_box(self, height: int, width: int) -> tuple[int, int, int, int] | None:
+        return kb_crop_box(height, width) if self.kb_crop else None
 
     def _base(self) -> Path:
         for candidate in (

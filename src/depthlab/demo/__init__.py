@@ -56,9 +56,9 @@ def _torch_dtype(name: str | None) -> Any:
         return None
     if name not in _DTYPES:
         raise ValueError(f"`dtype` must be one of {', '.join(_DTYPES)}; got {name!r}")
-    import torch
+    from depthlab.models.loading import resolve_dtype  # the one dtype-name rule
 
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+    return resolve_dtype(name, name="dtype")
 
 
 def launch(config: DemoConfig) -> None:

@@ -30,6 +30,8 @@ __all__ = [
     "score_rows",
     "save_npy",
     "load_prediction",
+    "method_settings",
+    "RECORDED_PIPELINE_OPTIONS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -112,6 +114,38 @@ class MethodCache:
                 self._errors[method] = f"could not set up method: {type(error).__name__}: {error}"
                 raise RuntimeError(self._errors[method]) from error
         return self._functions[method]
+
+
+RECORDED_PIPELINE_OPTIONS = (
+    "processing_resolution",
+    "resize_mode",
+    "num_inference_steps",
+    "ensemble_size",
+    "fill_mode",
+    "preserve_known",
+)
+
+
+def method_settings(method: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The options a result was made with (recorded with every row and under every table).
+
+    The given options plus, for DepthLab, the pipeline's defaults of :data:`RECORDED_PIPELINE_OPTIONS` (processing resolution, resize mode, steps,
+    ensemble, ...) so a table row says how it was made. Objects (a given pipeline) are named by type.
+    """
+    settings: dict[str, Any] = {}
+    for key, value in (options or {}).items():
+        plain = value is None or isinstance(value, (bool, int, float, str, list, tuple))
+        settings[key] = value if plain else type(value).__name__
+    if method in ("depthlab", "auto"):
+        import inspect
+
+        from depthlab.pipeline import DepthLabPipeline
+
+        parameters = inspect.signature(DepthLabPipeline.__call__).parameters
+        for key in RECORDED_PIPELINE_OPTIONS:
+            settings.setdefault(key, parameters[key].default)
+        settings.setdefault("seed", 0)
+    return dict(sorted(settings.items()))
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:

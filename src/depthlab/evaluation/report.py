@@ -64,6 +64,7 @@ PER_SAMPLE_FIELDS = (
     "n_known",
     "seconds",
     "reused",
+    "options",
     "error",
 )
 
@@ -112,11 +113,13 @@ def markdown_table(
     region: str,
     title: str | None = None,
     show_dataset: bool = False,
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     """Methods x (dataset, protocol) x metrics Markdown table; best value per column in bold.
 
     ``summary_rows`` items have ``dataset``, ``protocol``, ``method``, ``region``, ``n_ok`` and the
-    mean metrics.
+    mean metrics. ``settings``: ``{method: {option: value}}`` listed under the table (how each row
+    was made: processing resolution, resize mode, steps, ensemble, ...).
     """
     lookup = {(r["dataset"], r["protocol"], r["method"], r["region"]): r for r in summary_rows}
     header = ["Method"]
@@ -153,6 +156,12 @@ def markdown_table(
                 cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Scored region: `{region}`; per-image metrics averaged over images."]
+    if settings:
+        lines += ["", "Method options:", ""]
+        for method in methods:
+            options = settings.get(method) or {}
+            text = ", ".join(f"{key}={value}" for key, value in options.items()) or "defaults"
+            lines.append(f"- `{method}`: {text}")
     return "\n".join(lines) + "\n"
 
 

@@ -25,6 +25,7 @@ configuration and the loop.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 import traceback
@@ -46,6 +47,7 @@ from depthlab.evaluation.item import (
     MethodFn,
     build_method,
     known_mask_for,
+    method_settings,
     predict,
     save_npy,
     score_rows,
@@ -219,11 +221,15 @@ class _Run:
     failures: list[dict[str, Any]] = field(default_factory=list)
     dataset_info: list[dict[str, Any]] = field(default_factory=list)
     figure_rows: dict[tuple[str, str, str], list[np.ndarray]] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> recorded options
 
     def fail(self, record: dict[str, str], stage: str, message: str) -> None:
         """Note a failed item in the failure list and the per-sample rows."""
         self.failures.append({**record, "stage": stage, "error": message})
-        self.per_sample.append({**record, "region": "", "status": "failed", "error": message})
+        options = json.dumps(self.settings.get(record["method"], {}), sort_keys=True)
+        self.per_sample.append(
+            {**record, "region": "", "status": "failed", "error": message, "options": options}
+        )
 
 
 def run_evaluation(
@@ -245,6 +251,7 @@ def run_evaluation(
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
     run = _Run(config, MethodCache(methods, config.method_options))
+    run.settings = {m: method_settings(m, config.method_options.get(m)) for m in config.methods}
     started = time.perf_counter()
 
     # 1. predict and score every item (dataset x sample x protocol x method)
@@ -269,6 +276,7 @@ def run_evaluation(
         config.table_region,
         title=config.title,
         show_dataset=multi,
+        settings=run.settings,
     )
     (out / "table.md").write_text(table, encoding="utf-8")
     figures = _write_figures(run.figure_rows, out, multi)
@@ -277,6 +285,7 @@ def run_evaluation(
         "datasets": run.dataset_info,
         "environment": environment(),
         "seconds_total": time.perf_counter() - started,
+        "method_settings": run.settings,
         "results": results,
         "failures": run.failures,
         "figures": figures,
@@ -346,7 +355,10 @@ def _evaluate_protocol(
                 key=f"{label}/{protocol}/{sample_id}",
             )
             rows = score_rows(pred, sample, known, config.regions, depth_range, record)
-            run.per_sample += [{**row, "seconds": seconds, "reused": reused} for row in rows]
+            options = json.dumps(run.settings.get(method, {}), sort_keys=True)
+            run.per_sample += [
+                {**row, "seconds": seconds, "reused": reused, "options": options} for row in rows
+            ]
             figures = run.figure_rows.setdefault((label, protocol, method), [])
             if len(figures) < config.num_figures:
                 figures.append(

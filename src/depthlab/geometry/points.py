@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from depthlab.geometry.camera import Camera, check_rigid
+from depthlab.io import nearest_per_pixel
 
 __all__ = [
     "PointCloud",
@@ -202,13 +203,10 @@ def zbuffer(flat_pixel: np.ndarray, z: np.ndarray, size: int) -> tuple[np.ndarra
 
     Returns:
         ``(pixels, winners)``: the distinct pixels hit and, for each, the winning candidate index.
-        Uses one lexsort, so the result never depends on numpy's order of repeated assignments.
+        Uses one lexsort, so the result never depends on numpy's order of repeated assignments
+        (the rule lives in :func:`depthlab.io.nearest_per_pixel`, which reads point lists with it).
     """
-    order = np.lexsort((np.arange(len(z)), z, flat_pixel))  # by pixel, then depth, then index
-    sorted_pixels = flat_pixel[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = sorted_pixels[1:] != sorted_pixels[:-1]
-    return sorted_pixels[first], order[first]
+    return nearest_per_pixel(flat_pixel, z)
 
 
 def _camera_points(points: Any, world_to_cam: Any) -> np.ndarray:

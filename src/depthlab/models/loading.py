@@ -676,4 +676,16 @@ def _depthlab_layout(root: Path) -> tuple[dict[str, nn.Module], dict[str, Weight
         extra["unconditional_context"] = load_state_dict_file(root / "unconditional_context.safetensors")[
             "context"
         ]
+    extra.update(saved_call_defaults(root))
     return models, sources, extra
+
+
+# The pipeline's call defaults stored with saved weights (``model_index.json``), as diffusers'
+# ``register_to_config``; an argument left at None means "the model's default".
+CALL_DEFAULTS = ("default_num_inference_steps", "default_processing_resolution", "default_strength")
+
+
+def saved_call_defaults(root: Path) -> dict[str, Any]:
+    """The call defaults stored in ``root/model_index.json`` (those present; older folders have none)."""
+    index = json.loads((root / "model_index.json").read_text())
+    return {name: index[name] for name in CALL_DEFAULTS if index.get(name) is not None}

@@ -50,6 +50,44 @@ SAFETENSORS_DTYPES = {
 }
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _mapped_ranges(path: Path) -> list[tuple[int, int]]:
+    """Address ranges where ``path`` is memory-mapped in this process (``/proc/self/maps``; Linux)."""
+    try:
+        name = str(path.resolve())
+        with open("/proc/self/maps") as handle:
+            lines = [line.split(maxsplit=5) for line in handle]
+    except OSError:
+        return []
+    ranges = []
+    for fields in lines:
+        if len(fields) == 6 and fields[5].strip() == name:
+            low, high = fields[0].split("-")
+            ranges.append((int(low, 16), int(high, 16)))
+    return ranges
+
+
+def _drop_mapped_pages(tensor: torch.Tensor, ranges: list[tuple[int, int]]) -> None:
+    """Give back the resident pages of a memory-mapped (``.pth``) tensor that has been copied.
+
+    A cast copy of a memory-mapped tensor leaves the file pages it touched counted in the
+    process's RSS until the whole file is unmapped; ``madvise(MADV_DONTNEED)`` on the pages that
+    lie entirely inside the tensor drops them now. Only done inside ``ranges``, the file's own
+    private, never-written mapping, where a later access simply reads the file again.
+    """
+    begin = tensor.data_ptr()
+    end = begin + tensor.numel() * tensor.element_size()
+    first, last = -(-begin // _PAGE) * _PAGE, end // _PAGE * _PAGE
+    if last - first < 4 * _PAGE or not any(low <= first and last <= high for low, high in ranges):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), 4)  # MADV_DONTNEED
+
+
 def _error_class() -> type[Exception]:
     from depthlab.models.loading import CheckpointError
 
@@ -203,6 +241,7 @@ def stream_into(
     origin: dict[str, Path] = {}
     pickled: dict[str, torch.Tensor] = {}
     headers: dict[Path, tuple[int, dict[str, dict]]] = {}
+    mapped: dict[Path, list[tuple[int, int]]] = {}
     for file in files:
         file = Path(file)
         if file.suffix == ".safetensors":
@@ -210,6 +249,7 @@ def stream_into(
             entries = {k: tuple(v["shape"]) for k, v in headers[file][1].items()}
         else:
             state = read_pth(file)
+            mapped[file] = _mapped_ranges(file)
             pickled.update(state)
             entries = {k: tuple(v.shape) for k, v in state.items()}
         entries = {k: v for k, v in entries.items() if not (ignore and k.startswith(ignore))}
@@ -238,6 +278,8 @@ def stream_into(
             else:
                 tensor = pickled.pop(checkpoint_key)
             batch[model_key] = cast(model_key, tensor)
+            if file not in handles and batch[model_key].data_ptr() != tensor.data_ptr():
+                _drop_mapped_pages(tensor, mapped[file])  # a cast copy: the file pages go back now
             batch_bytes += tensor.numel() * tensor.element_size()
             if batch_bytes > 2**28:
                 model.load_state_dict(batch, strict=False, assign=True)

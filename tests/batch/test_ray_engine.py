@@ -14,6 +14,7 @@ psutil = pytest.importorskip("psutil")
 from depthlab.batch import BatchOptions, RayOptions, WorkListSpec, collect_items, run_batch  # noqa: E402
 from depthlab.batch.ray_engine import run_batch_ray  # noqa: E402
 
+pytestmark = pytest.mark.slow  # starts a local Ray instance
 TWO_WORKERS = RayOptions(workers=2, cpus_per_worker=0.5)
 
 
