@@ -142,8 +142,12 @@ def method_settings(method: str, options: Mapping[str, Any] | None = None) -> di
         from depthlab.pipeline import DepthLabPipeline
 
         parameters = inspect.signature(DepthLabPipeline.__call__).parameters
+        model_defaults = inspect.signature(DepthLabPipeline.__init__).parameters  # None: these
         for key in RECORDED_PIPELINE_OPTIONS:
-            settings.setdefault(key, parameters[key].default)
+            default = parameters[key].default
+            if default is None and f"default_{key}" in model_defaults:
+                default = model_defaults[f"default_{key}"].default
+            settings.setdefault(key, default)
         settings.setdefault("seed", 0)
     return dict(sorted(settings.items()))
 
