@@ -142,12 +142,10 @@ def method_settings(method: str, options: Mapping[str, Any] | None = None) -> di
         from depthlab.pipeline import DepthLabPipeline
 
         parameters = inspect.signature(DepthLabPipeline.__call__).parameters
-        model_defaults = inspect.signature(DepthLabPipeline.__init__).parameters  # None: these
         for key in RECORDED_PIPELINE_OPTIONS:
             default = parameters[key].default
-            if default is None and f"default_{key}" in model_defaults:
-                default = model_defaults[f"default_{key}"].default
-            settings.setdefault(key, default)
+            # None = the loaded pipeline's own default (e.g. its default_num_inference_steps)
+            settings.setdefault(key, "pipeline default" if default is None else default)
         settings.setdefault("seed", 0)
     return dict(sorted(settings.items()))
 
