@@ -49,7 +49,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # options of ``complete`` that are used to load the pipeline, not passed to its call
-_LOAD_OPTIONS = ("device", "torch_dtype", "low_memory")
+_LOAD_OPTIONS = ("device", "torch_dtype", "low_memory", "channels_last", "compile", "tiny_vae")
 MethodRunner = Callable[[Any, np.ndarray, np.ndarray], Any]
 
 
@@ -67,7 +67,7 @@ DEPTHLAB_OPTION_RULES: dict[str, tuple[str, Any]] = {
     "guidance_scale": ("float", (1.0, True, None, ">= 1")),
     "preserve_known": ("choice", ("none", "exact", "smooth")),
     "resize_mode": ("choice", ("auto", "nearest", "preserve")),
-    "fill_mode": ("choice", ("exact", "fast")),
+    "fill_mode": ("choice", ("exact", "fast", "auto")),
     "timestep_spacing": ("choice", (None, "leading", "trailing", "linspace")),
 }
 
@@ -334,11 +334,19 @@ def resolve_method(
 
 
 def load_pipeline(
-    paths: Any, *, device: Any = None, torch_dtype: Any = None, low_memory: bool = False
+    paths: Any,
+    *,
+    device: Any = None,
+    torch_dtype: Any = None,
+    low_memory: bool = False,
+    channels_last: bool | None = None,
+    compile: bool | None = None,
+    tiny_vae: Any = None,
 ) -> Any:
     """Load :class:`depthlab.DepthLabPipeline` from found checkpoint paths (or a folder/None).
 
-    ``low_memory``: see :meth:`depthlab.DepthLabPipeline.from_pretrained`.
+    ``low_memory``: see :meth:`depthlab.DepthLabPipeline.from_pretrained`; ``channels_last``,
+    ``compile``, ``tiny_vae``: see :meth:`depthlab.DepthLabPipeline.optimize`.
     """
     from depthlab.pipeline import DepthLabPipeline
 
@@ -346,9 +354,12 @@ def load_pipeline(
         source = paths.root if paths.layout == "depthlab" else _original_root(paths)
     else:
         source = paths
-    return DepthLabPipeline.from_pretrained(
+    pipe = DepthLabPipeline.from_pretrained(
         source, torch_dtype=torch_dtype, device=device, low_memory=bool(low_memory)
     )
+    if channels_last or compile or tiny_vae:
+        pipe.optimize(channels_last=channels_last, compile=compile, tiny_vae=tiny_vae)
+    return pipe
 
 
 def _original_root(paths: Any) -> Any:

@@ -33,14 +33,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, LCMScheduler, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    AutoencoderTiny,
+    DDIMScheduler,
+    DiffusionPipeline,
+    LCMScheduler,
+    UNet2DConditionModel,
+)
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 from transformers import CLIPVisionModelWithProjection
 
 from depthlab import inputs as input_checks
 from depthlab import postprocessing, preprocessing
-from depthlab.models import conditioning, loading, schedulers, streaming
+from depthlab.models import conditioning, loading, schedulers, speed, streaming
 from depthlab.models.components import ImageProjection
 from depthlab.models.loading import (
     CheckpointPaths,
@@ -75,6 +82,8 @@ class DepthLabPipeline(DiffusionPipeline):
             (:mod:`depthlab.training.distill`; see :mod:`depthlab.models.schedulers`).
         image_processor: CLIP image processor (shortest side 224, centre crop, CLIP mean/std).
         text_encoder, tokenizer: optional; only used for ``guidance_scale > 1``.
+        tiny_vae: optional ``AutoencoderTiny``; when set, it decodes instead of ``vae``
+            (**approximate**, see :meth:`optimize`).
 
     Call defaults: ``default_num_inference_steps`` (50), ``default_processing_resolution`` (768)
     and ``default_strength`` (0.8) are registered in ``pipe.config`` (diffusers'
@@ -88,7 +97,7 @@ class DepthLabPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "image_encoder->image_projection->vae->reference_unet->estimation_unet->vae"
-    _optional_components = ["text_encoder", "tokenizer", "image_processor"]
+    _optional_components = ["text_encoder", "tokenizer", "image_processor", "tiny_vae"]
 
     def __init__(
         self,
@@ -105,6 +114,7 @@ class DepthLabPipeline(DiffusionPipeline):
         default_num_inference_steps: int = 50,
         default_processing_resolution: int = 768,
         default_strength: float = 0.8,
+        tiny_vae: AutoencoderTiny | None = None,
     ) -> None:
         super().__init__()
         _check_call_defaults(default_num_inference_steps, default_processing_resolution, default_strength)
@@ -128,6 +138,7 @@ class DepthLabPipeline(DiffusionPipeline):
             image_processor=image_processor,
             text_encoder=text_encoder,
             tokenizer=tokenizer,
+            tiny_vae=tiny_vae,
         )
         self.register_to_config(
             default_num_inference_steps=default_num_inference_steps,
@@ -139,6 +150,10 @@ class DepthLabPipeline(DiffusionPipeline):
         )
         self._checkpoint_paths: CheckpointPaths | None = None
         self._unconditional_context: torch.Tensor | None = None
+        self.batch_vae_encodes = True  # the 3-4 VAE encodes of an image in one call (optimize())
+        self._tiny_vae_source: str | None = None
+        self._channels_last = False
+        self._compile_mode: str | None = None
         self._weight_sources: dict[str, loading.WeightSource] = {}
         self._low_memory = False
 
@@ -331,6 +346,101 @@ class DepthLabPipeline(DiffusionPipeline):
         (target / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
         return target
 
+    # ------------------------------------------------------------------ speed options
+    def optimize(
+        self,
+        *,
+        channels_last: bool | None = None,
+        compile: bool | None = None,
+        compile_mode: str | None = None,
+        tiny_vae: str | Path | AutoencoderTiny | bool | None = None,
+        batch_vae_encodes: bool | None = None,
+        local_files_only: bool | None = None,
+    ) -> DepthLabPipeline:
+        """Turn speed options on or off (None leaves one as it is); returns the pipeline.
+
+        Measured on CPU in ``benchmarks/results/speed_options.md``; none is on by default except
+        ``batch_vae_encodes``.
+
+        Args:
+            channels_last: U-Nets and VAE(s) in channels-last memory format (same answer up to
+                float32 rounding, usually faster on GPU with fp16/bf16).
+            compile: ``torch.compile`` the estimation U-Net in place (``nn.Module.compile``; the
+                reference-attention processors are then installed for good so that the compiled
+                graph is reused by every call). The first call compiles (tens of seconds to
+                minutes); same answer up to float32 rounding. Cannot be undone (reload instead).
+            compile_mode: ``torch.compile`` mode (see :data:`depthlab.models.speed.COMPILE_MODES`).
+            tiny_vae: decode with ``AutoencoderTiny``: a hub id (``"madebyollin/taesd"``), a
+                folder, a module, ``True`` for ``madebyollin/taesd``, or ``False`` to go back to
+                the VAE. **Approximate**: the depth differs from the original's decoder by much
+                more than the conformance tolerances; every output says so in
+                ``info["approximate"]``.
+            batch_vae_encodes: encode RGB, mask, masked depth and depth in one VAE call (default
+                True; False: one call each, a quarter of the encoder's activation memory).
+            local_files_only: never download the tiny VAE (default: as ``HF_HUB_OFFLINE``).
+
+        Raises:
+            TinyVAENotFoundError: the tiny VAE is neither a folder nor obtainable from the hub.
+            ValueError / TypeError: a bad option (named with its value).
+        """
+        for name, value in (
+            ("channels_last", channels_last),
+            ("compile", compile),
+            ("batch_vae_encodes", batch_vae_encodes),
+        ):
+            if value is not None and not isinstance(value, bool):
+                raise TypeError(f"`{name}` must be True, False or None; got {value!r}")
+        if compile is False and speed.is_compiled(self.estimation_unet):
+            raise ValueError(
+                "`compile`=False: the estimation U-Net is already compiled; load the pipeline again"
+            )
+        if compile_mode is not None and compile_mode not in speed.COMPILE_MODES:
+            raise ValueError(f"`compile_mode` must be one of {speed.COMPILE_MODES}; got {compile_mode!r}")
+        if tiny_vae is not None and tiny_vae is not False:
+            if tiny_vae is True:
+                tiny_vae = speed.TINY_VAE_DEFAULT
+            if isinstance(tiny_vae, AutoencoderTiny):
+                module, source = tiny_vae, type(tiny_vae).__name__
+            else:
+                module = speed.load_tiny_vae(
+                    tiny_vae, torch_dtype=self.vae.dtype, local_files_only=local_files_only
+                )
+                source = str(tiny_vae)
+            if module.config.latent_channels != self.vae.config.latent_channels:
+                raise ValueError(
+                    f"`tiny_vae` has {module.config.latent_channels} latent channels; the VAE has "
+                    f"{self.vae.config.latent_channels}"
+                )
+            self.register_modules(tiny_vae=module.to(self.vae.device, self.vae.dtype))
+            self._tiny_vae_source = source
+        elif tiny_vae is False:
+            self.register_modules(tiny_vae=None)
+            self._tiny_vae_source = None
+        if batch_vae_encodes is not None:
+            self.batch_vae_encodes = batch_vae_encodes
+        if channels_last is not None:
+            speed.to_channels_last(
+                (self.vae, self.reference_unet, self.estimation_unet, self.tiny_vae), channels_last
+            )
+            self._channels_last = channels_last
+        elif self.tiny_vae is not None and self._channels_last:
+            speed.to_channels_last((self.tiny_vae,))
+        if compile and not speed.is_compiled(self.estimation_unet):
+            self.reference_attention.install()
+            speed.compile_module(self.estimation_unet, mode=compile_mode)
+            self._compile_mode = compile_mode or "default"
+        return self
+
+    def optimizations(self) -> dict[str, Any]:
+        """The speed options in effect (also in every output's ``info["optimizations"]``)."""
+        return {
+            "batch_vae_encodes": self.batch_vae_encodes,
+            "channels_last": self._channels_last,
+            "compile": self._compile_mode if speed.is_compiled(self.estimation_unet) else None,
+            "tiny_vae": self._tiny_vae_source if self.tiny_vae is not None else None,
+            "dtype": str(self.estimation_unet.dtype).removeprefix("torch."),
+        }
+
     # ------------------------------------------------------------------ conditioning
     @torch.no_grad()
     def encode_image_condition(self, images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -348,8 +458,14 @@ class DepthLabPipeline(DiffusionPipeline):
 
     @torch.no_grad()
     def decode_from_latent(self, latent: torch.Tensor) -> torch.Tensor:
-        """Latent ``[B, 4, h, w]`` -> channel mean of the decoded image ``[B, 1, 8h, 8w]`` (float32)."""
-        decoded = self.vae.decode(latent / self.vae.config.scaling_factor).sample
+        """Latent ``[B, 4, h, w]`` -> channel mean of the decoded image ``[B, 1, 8h, 8w]`` (float32).
+
+        With a tiny VAE set (:meth:`optimize`), it decodes instead: approximate.
+        """
+        if self.tiny_vae is not None:
+            decoded = speed.tiny_vae_decode(self.tiny_vae, latent)
+        else:
+            decoded = self.vae.decode(latent / self.vae.config.scaling_factor).sample
         return decoded.float().mean(dim=1, keepdim=True)
 
     def unconditional_context(self) -> torch.Tensor:
@@ -572,9 +688,11 @@ class DepthLabPipeline(DiffusionPipeline):
             resize_mode: ``"auto"`` (default), ``"nearest"`` (original) or ``"preserve"``: how the
                 known mask is resized when the processing size is below the input size; see
                 :func:`depthlab.preprocessing.resize_inputs`.
-            fill_mode: ``"exact"`` (original nearest pre-fill and Delaunay linear fill) or
+            fill_mode: ``"exact"`` (original nearest pre-fill and Delaunay linear fill),
                 ``"fast"`` (distance transform and a local triangulation; much faster on dense
-                masks at high resolution, not bit-identical).
+                masks at high resolution, not bit-identical: outside the conformance tolerance on
+                3 of 5 golden cases) or ``"auto"``, which is ``"exact"`` on every device for that
+                reason (:func:`depthlab.preprocessing.resolve_fill_mode`).
             timestep_spacing: None (the scheduler's, "leading" for Marigold) or "trailing" (better
                 for few-step runs), "linspace".
 
@@ -703,7 +821,14 @@ class DepthLabPipeline(DiffusionPipeline):
             "known_range": [(float(item.lo), float(item.hi)) for item in items],
             "timesteps": [int(t) for t in timesteps],
             "seconds": dict(timings),
+            "fill_mode": preprocessing.resolve_fill_mode(fill_mode),
+            "optimizations": self.optimizations(),
         }
+        if self.tiny_vae is not None:
+            info["approximate"] = (
+                f"approximate: decoded with the tiny VAE {self._tiny_vae_source} (AutoencoderTiny), not the "
+                "original's decoder; the depth differs by more than the conformance tolerances"
+            )
         latent_out = None
         if output_latent:
             shapes = {tuple(x.shape) for x in final_latents}
@@ -753,6 +878,7 @@ class DepthLabPipeline(DiffusionPipeline):
             item.masked_filled,
             item.normalized if need_depth_latent else None,
             device=device,
+            one_call=self.batch_vae_encodes,
         )
         unknown_down = torch.nn.functional.interpolate(
             torch.from_numpy(unknown.astype(np.float32))[None, None], size=item.latent_size, mode="nearest"

@@ -41,6 +41,9 @@ class BatchOptions:
         checkpoints / device / dtype: where DepthLab's weights are, where and in which precision
             it runs (``fp32``, ``fp16``, ``bf16``); ``device`` None: the process's accelerator.
         low_memory: load DepthLab with ``low_memory=True`` (same answer, lower peak memory).
+        speed: :meth:`depthlab.DepthLabPipeline.optimize` options applied after loading
+            (``channels_last``, ``compile``, ``tiny_vae``); recorded only when given (a tiny VAE
+            changes the answer).
         extra: further settings of callers (recorded with the run, so a change is noticed).
         overwrite: recompute items whose outputs exist and replace them.
         progress: show a progress bar.
@@ -66,6 +69,7 @@ class BatchOptions:
     device: str | None = None
     dtype: str | None = None
     low_memory: bool = False
+    speed: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     overwrite: bool = False
     progress: bool = True
@@ -79,6 +83,8 @@ class BatchOptions:
         values = asdict(self)
         for name in NOT_RECORDED + WRITING_ONLY:
             values.pop(name)
+        if not values["speed"]:
+            values.pop("speed")  # runs without speed options keep the digests they always had
         if values["keep"] is None:
             values.pop("keep")  # runs without --keep keep the digests they always had
         if method != "depthlab":

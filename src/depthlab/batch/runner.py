@@ -129,7 +129,11 @@ def load_method(
 
         device = device or options.device or ("cuda" if torch.cuda.is_available() else "cpu")
         pipeline = load_pipeline(
-            paths, device=device, torch_dtype=_torch_dtype(options.dtype), low_memory=options.low_memory
+            paths,
+            device=device,
+            torch_dtype=_torch_dtype(options.dtype),
+            low_memory=options.low_memory,
+            **options.speed,
         )
     return LoadedMethod(name=chosen, reason=reason, pipeline=pipeline)
 

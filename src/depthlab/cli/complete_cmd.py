@@ -259,9 +259,10 @@ def register(subparsers: Any) -> None:
     )
     method_group.add_argument(
         "--fill-mode",
-        choices=("exact", "fast"),
+        choices=("exact", "fast", "auto"),
         default=None,
-        help="DepthLab pre-fill: exact (original, default) or fast",
+        help="DepthLab pre-fill: exact (original, default), fast (not within the golden "
+        "tolerance) or auto (= exact on every device: fast does not match the golden cases)",
     )
     method_group.add_argument(
         "--timestep-spacing",
@@ -295,6 +296,24 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="hold only the DepthLab model that runs in memory (CPU: read from the files per "
         "stage; GPU: offload to CPU); same result, lower peak memory, a little slower",
+    )
+    method_group.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="DepthLab U-Nets and VAE in channels-last memory format (same result up to float "
+        "rounding; see benchmarks/results/speed_options.md for whether it helps here)",
+    )
+    method_group.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the DepthLab estimation U-Net (the first image compiles, minutes on CPU)",
+    )
+    method_group.add_argument(
+        "--tiny-vae",
+        default=None,
+        metavar="NAME",
+        help="decode with AutoencoderTiny (hub id such as madebyollin/taesd, or a folder): faster, "
+        "APPROXIMATE (not the original's decoder)",
     )
 
     engine_group = parser.add_argument_group("scale-out (docs/scale-out.md)")
@@ -368,6 +387,9 @@ def _depthlab_only_flags(args: argparse.Namespace) -> list[str]:
             ("--refine", args.refine),
             ("--dtype", args.dtype),
             ("--low-memory", args.low_memory),
+            ("--channels-last", args.channels_last),
+            ("--compile", args.compile),
+            ("--tiny-vae", args.tiny_vae),
         )
         if value
     ]
@@ -414,6 +436,15 @@ def batch_options(args: argparse.Namespace) -> BatchOptions:
         device=args.device,
         dtype=args.dtype,
         low_memory=args.low_memory,
+        speed={
+            k: v
+            for k, v in (
+                ("channels_last", args.channels_last),
+                ("compile", args.compile),
+                ("tiny_vae", args.tiny_vae),
+            )
+            if v
+        },
         overwrite=args.overwrite,
         progress=not args.quiet,
     )

@@ -143,7 +143,9 @@ def method_settings(method: str, options: Mapping[str, Any] | None = None) -> di
 
         parameters = inspect.signature(DepthLabPipeline.__call__).parameters
         for key in RECORDED_PIPELINE_OPTIONS:
-            settings.setdefault(key, parameters[key].default)
+            default = parameters[key].default
+            # None = the loaded pipeline's own default (e.g. its default_num_inference_steps)
+            settings.setdefault(key, "pipeline default" if default is None else default)
         settings.setdefault("seed", 0)
     return dict(sorted(settings.items()))
 
