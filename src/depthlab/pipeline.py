@@ -150,8 +150,7 @@ class DepthLabPipeline(DiffusionPipeline):
         )
         self._checkpoint_paths: CheckpointPaths | None = None
         self._unconditional_context: torch.Tensor | None = None
-        # the 3-4 VAE encodes of an image in one call (optimize()); None: on an accelerator only
-        self.batch_vae_encodes: bool | None = None
+        self.batch_vae_encodes = True  # the 3-4 VAE encodes of an image in one call (optimize())
         self._tiny_vae_source: str | None = None
         self._channels_last = False
         self._compile_mode: str | None = None
@@ -376,10 +375,8 @@ class DepthLabPipeline(DiffusionPipeline):
                 the VAE. **Approximate**: the depth differs from the original's decoder by much
                 more than the conformance tolerances; every output says so in
                 ``info["approximate"]``.
-            batch_vae_encodes: encode RGB, mask, masked depth and depth in one VAE call (True;
-                False: one call each, a quarter of the encoder's activation memory; None, the
-                default: one call on an accelerator, separate calls on the CPU, where the batched
-                call measured about 2x slower for the full-size VAE at 256 px).
+            batch_vae_encodes: encode RGB, mask, masked depth and depth in one VAE call (default
+                True; False: one call each, a quarter of the encoder's activation memory).
             local_files_only: never download the tiny VAE (default: as ``HF_HUB_OFFLINE``).
 
         Raises:
@@ -434,16 +431,10 @@ class DepthLabPipeline(DiffusionPipeline):
             self._compile_mode = compile_mode or "default"
         return self
 
-    def _batched_encodes(self) -> bool:
-        """Whether the VAE encodes of an image run as one call (``batch_vae_encodes``, resolved)."""
-        if self.batch_vae_encodes is not None:
-            return bool(self.batch_vae_encodes)
-        return self._execution_device.type != "cpu"
-
     def optimizations(self) -> dict[str, Any]:
         """The speed options in effect (also in every output's ``info["optimizations"]``)."""
         return {
-            "batch_vae_encodes": self._batched_encodes(),
+            "batch_vae_encodes": self.batch_vae_encodes,
             "channels_last": self._channels_last,
             "compile": self._compile_mode if speed.is_compiled(self.estimation_unet) else None,
             "tiny_vae": self._tiny_vae_source if self.tiny_vae is not None else None,
@@ -887,7 +878,7 @@ class DepthLabPipeline(DiffusionPipeline):
             item.masked_filled,
             item.normalized if need_depth_latent else None,
             device=device,
-            one_call=self._batched_encodes(),
+            one_call=self.batch_vae_encodes,
         )
         unknown_down = torch.nn.functional.interpolate(
             torch.from_numpy(unknown.astype(np.float32))[None, None], size=item.latent_size, mode="nearest"
