@@ -34,24 +34,17 @@ from PIL import Image
 from depthlab import DepthLabPipeline
 from depthlab.models import conditioning
 from depthlab.models.components import remove_output_head
-from depthlab.models.tiny import tiny_components
+from depthlab.models.tiny import TINY_UNET_CONFIG, tiny_components
 
 GOLDEN = Path(
     os.environ.get("DEPTHLAB_GOLDEN", Path(__file__).resolve().parents[1] / ".." / "shared" / "golden")
 )
 TOLERANCE = 5e-5
-MID_UNET = {
+MID_UNET = {  # the tiny U-Net's layout, 4x the channels
+    **TINY_UNET_CONFIG,
     "block_out_channels": (32, 64, 128, 128),
-    "layers_per_block": 1,
     "attention_head_dim": (2, 4, 8, 8),
     "norm_num_groups": 16,
-    "cross_attention_dim": 1024,
-    "use_linear_projection": True,
-    "out_channels": 4,
-    "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
 }
 MID_VAE = {
     "in_channels": 3,
